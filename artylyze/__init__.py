@@ -1,0 +1,3 @@
+"""ArtyLyze: style, genre, artist, nationality and period for digitized artworks."""
+
+__version__ = "0.1.0"

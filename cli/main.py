@@ -1,0 +1,50 @@
+"""The ``artylyze`` command: one small module per command group, joined here.
+
+Heavy libraries (numpy, onnxruntime, faiss, torch) are imported inside the commands,
+so ``artylyze --help`` starts fast and never imports torch.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from artylyze import __version__
+from artylyze.cli import dataset, evaluate, export, index, similar, tag, train
+
+app = typer.Typer(
+    name="artylyze",
+    help="Tag digitized artworks (style, genre, artist, nationality, period), "
+    "find similar works and show their influences.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"artylyze {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                 help="Show the version and exit."),
+) -> None:
+    """ArtyLyze: metadata for artworks that have none."""
+
+
+app.command("tag")(tag.tag)
+app.command("similar")(similar.similar)
+app.command("influence")(similar.influence)
+app.add_typer(index.app, name="index")
+app.add_typer(index.clusters_app, name="clusters")
+app.add_typer(dataset.app, name="dataset")
+app.command("train")(train.train)
+app.command("evaluate")(evaluate.evaluate)
+app.command("export")(export.export)
+
+
+def main() -> None:
+    app()
