@@ -208,5 +208,5 @@ def _reason(exc: Exception) -> str:
         return "not an image (cannot identify image file)"
     text = str(exc) or type(exc).__name__
     if "truncated" in text.lower():
-        return f"truncated image file ({text})"
+        return "truncated image file"
     return f"corrupt or unsupported image ({type(exc).__name__}: {text})"
