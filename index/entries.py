@@ -1,0 +1,335 @@
+"""Read a meta.parquet into what an index needs: vectors, one model id, per-entry metadata.
+
+Only ``status == ok`` rows become entries; error rows are counted, never indexed. Ground
+truth (a labels CSV joined on ``path``, or ``true_<task>`` columns already in the Parquet)
+is kept beside the predicted labels so themes can say which one they were built from.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field, replace
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+from artylyze.index.errors import IndexBuildError
+
+BUNDLE_KEY = b"artylyze.bundle"
+ROOT_KEY = b"artylyze.root"
+TRUE_PREFIX = "true_"
+#: Fields a theme describes, in the order names are made of them.
+THEME_FIELDS = ("style", "genre", "artist", "nationality", "period")
+_YEAR_AT_END = re.compile(r"-(\d{4})$")
+
+
+@dataclass(frozen=True)
+class Entries:
+    """The indexable rows of one meta.parquet: unit vectors plus a metadata table."""
+
+    vectors: np.ndarray  # float32 [n, D], L2-normalized
+    rows: pa.Table  # path, sha256, title, artist_slug, year, <task>, <task>_score, true_<f>...
+    model_id: str
+    bundle: dict[str, Any] | None  # the bundle manifest stored in the Parquet metadata
+    tasks: tuple[str, ...]  # predicted tasks, in bundle order
+    root: str | None
+    rows_total: int
+    rows_error: int
+    source: str = ""
+    labels_file: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def count(self) -> int:
+        return int(self.vectors.shape[0])
+
+    @property
+    def dim(self) -> int:
+        return int(self.vectors.shape[1])
+
+    def ground_truth(self, name: str) -> list[str | None] | None:
+        """The ground-truth column for ``name`` if it has any value, else None."""
+        col = TRUE_PREFIX + name
+        if col not in self.rows.column_names:
+            return None
+        values = [_clean(v) for v in self.rows.column(col).to_pylist()]
+        return values if any(v is not None for v in values) else None
+
+    def theme_labels(self) -> tuple[dict[str, list[str | None]], dict[str, str]]:
+        """Per field, the labels themes use (ground truth if present, else predicted)."""
+        labels: dict[str, list[str | None]] = {}
+        sources: dict[str, str] = {}
+        names = list(dict.fromkeys([*THEME_FIELDS, *self.tasks]))
+        for name in names:
+            truth = self.ground_truth(name)
+            if truth is not None:
+                labels[name], sources[name] = truth, "ground truth"
+            elif name in self.tasks:
+                labels[name] = [_clean(v) for v in self.rows.column(name).to_pylist()]
+                sources[name] = "predicted"
+        return labels, sources
+
+
+def _clean(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, float):
+        if not np.isfinite(value):
+            return None
+        value = int(value) if value.is_integer() else value
+    text = str(value).strip()
+    return text or None
+
+
+def parse_file_name(path: str) -> tuple[str | None, str, int | None]:
+    """``artist-name_title-of-work-1890.jpg`` -> (artist slug, "Title of work", 1890).
+
+    WikiArt names files this way; other names give (None, the stem made readable, None).
+    """
+    stem = PurePosixPath(path).stem
+    artist, sep, rest = stem.partition("_")
+    if not sep:
+        artist, rest = None, stem
+    year = None
+    m = _YEAR_AT_END.search(rest)
+    if m and 1000 <= int(m.group(1)) <= 2100:
+        year = int(m.group(1))
+        rest = rest[: m.start()]
+    title = re.sub(r"[-_]+", " ", rest).strip()
+    title = title[:1].upper() + title[1:] if title else stem
+    return (artist or None), title, year
+
+
+def pretty_artist(slug: str | None) -> str | None:
+    """``claude-monet`` -> ``Claude Monet`` (display only; the slug stays the label)."""
+    if not slug:
+        return None
+    return " ".join(w.capitalize() for w in re.split(r"[-_ ]+", slug) if w)
+
+
+def _parse_range(label: str) -> tuple[float, float] | None:
+    years = [int(y) for y in re.findall(r"\d{3,4}", label)]
+    low = label.lower()
+    if len(years) >= 2:
+        return float(years[0]), float(years[1])
+    if len(years) == 1:
+        if any(w in low for w in ("before", "pre", "<", "until", "up to")):
+            return float("-inf"), float(years[0])
+        if any(w in low for w in ("after", "+", ">", "since", "post")):
+            return float(years[0]), float("inf")
+    return None
+
+
+def period_of(year: int | None, labels: tuple[str, ...] | None = None) -> str | None:
+    """The period label of a year: one of ``labels`` when they read as year ranges and one
+    covers it, else a half-century bin like ``1850-1899`` (the training manifest's bins)."""
+    if year is None:
+        return None
+    ranges = [(lab, _parse_range(lab)) for lab in labels or ()]
+    if ranges and all(r is not None for _, r in ranges):
+        for lab, (a, b) in ranges:  # type: ignore[misc]
+            if a <= year < b:
+                return lab
+        for lab, (a, b) in ranges:  # type: ignore[misc]
+            if a <= year <= b:
+                return lab
+    start = (year // 50) * 50
+    return f"{start}-{start + 49}"
+
+
+def _metadata(schema: pa.Schema) -> tuple[dict[str, Any] | None, str | None]:
+    meta = schema.metadata or {}
+    bundle = None
+    if BUNDLE_KEY in meta:
+        try:
+            bundle = json.loads(meta[BUNDLE_KEY])
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise IndexBuildError(
+                f"the Parquet's artylyze.bundle metadata is not JSON ({e})") from e
+    root = meta[ROOT_KEY].decode() if ROOT_KEY in meta else None
+    return bundle, root
+
+
+def _tasks(schema: pa.Schema, bundle: dict[str, Any] | None) -> tuple[str, ...]:
+    if bundle and isinstance(bundle.get("tasks"), list):
+        return tuple(str(t["name"]) for t in bundle["tasks"] if str(t.get("name")) in schema.names)
+    return tuple(n[: -len("_score")] for n in schema.names
+                 if n.endswith("_score") and n[: -len("_score")] in schema.names)
+
+
+def _vectors(table: pa.Table, source: str) -> np.ndarray:
+    col = table.column("embedding").combine_chunks()
+    if col.null_count:
+        raise IndexBuildError(
+            f"{source}: {col.null_count} rows with status ok have no embedding")
+    if not pa.types.is_fixed_size_list(col.type) and not pa.types.is_list(col.type):
+        raise IndexBuildError(
+            f"{source}: column embedding is {col.type}, expected a list of floats")
+    flat = col.flatten().to_numpy(zero_copy_only=False).astype(np.float32, copy=False)
+    n = len(col)
+    if n == 0 or flat.size % n:
+        raise IndexBuildError(f"{source}: embeddings do not all have the same length")
+    vectors = flat.reshape(n, flat.size // n)
+    if not np.isfinite(vectors).all():
+        raise IndexBuildError(f"{source}: some embeddings hold NaN or infinity")
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    if (norms == 0).any():
+        raise IndexBuildError(f"{source}: some embeddings are all zeros")
+    return np.ascontiguousarray(vectors / norms, dtype=np.float32)
+
+
+def read_meta(path: str | Path) -> Entries:
+    """Load the ``status == ok`` rows of a meta.parquet; refuse one that mixes models."""
+    source = str(path)
+    if not Path(path).is_file():
+        raise IndexBuildError(f"{source}: no such file")
+    try:
+        pf = pq.ParquetFile(path)
+        schema = pf.schema_arrow
+        table = pf.read()
+    except (pa.ArrowInvalid, OSError) as e:
+        raise IndexBuildError(f"{source}: not a readable Parquet file ({e})") from e
+    missing = [c for c in ("path", "status", "embedding", "model") if c not in schema.names]
+    if missing:
+        raise IndexBuildError(f"{source}: not an ArtyLyze meta.parquet, missing columns {missing}")
+    bundle, root = _metadata(schema)
+    tasks = _tasks(schema, bundle)
+    total = table.num_rows
+    ok = table.filter(pc.equal(table.column("status"), "ok"))
+    if ok.num_rows == 0:
+        raise IndexBuildError(f"{source}: no rows with status ok ({total} rows in all)")
+    models = pc.value_counts(ok.column("model")).to_pylist()
+    if len(models) != 1 or models[0]["values"] is None:
+        seen = ", ".join(f"{m['values']!r} ({m['counts']} rows)" for m in models)
+        raise IndexBuildError(f"{source}: rows were embedded by different models: {seen}; "
+                              "an index needs one model (re-tag with one bundle)")
+    model_id = str(models[0]["values"])
+    if bundle and bundle.get("model_id") not in (None, model_id):
+        raise IndexBuildError(f"{source}: rows say model {model_id!r} but the Parquet metadata "
+                              f"describes bundle {bundle.get('model_id')!r}")
+    vectors = _vectors(ok, source)
+    if bundle and int(bundle.get("embedding_dim", vectors.shape[1])) != vectors.shape[1]:
+        raise IndexBuildError(f"{source}: embeddings have {vectors.shape[1]} dims, the bundle "
+                              f"says {bundle.get('embedding_dim')}")
+    rows = _rows(ok, tasks)
+    return Entries(vectors=vectors, rows=rows, model_id=model_id, bundle=bundle, tasks=tasks,
+                   root=root, rows_total=total, rows_error=total - ok.num_rows, source=source)
+
+
+def _rows(ok: pa.Table, tasks: tuple[str, ...]) -> pa.Table:
+    paths = [str(p) for p in ok.column("path").to_pylist()]
+    parsed = [parse_file_name(p) for p in paths]
+    cols: dict[str, pa.Array] = {
+        "path": pa.array(paths, pa.string()),
+        "sha256": (ok.column("sha256").combine_chunks().cast(pa.string())
+                   if "sha256" in ok.column_names else pa.nulls(len(paths), pa.string())),
+        "title": pa.array([t for _, t, _ in parsed], pa.string()),
+        "artist_slug": pa.array([a for a, _, _ in parsed], pa.string()),
+        "year": pa.array([y for _, _, y in parsed], pa.int32()),
+    }
+    for task in tasks:
+        cols[task] = ok.column(task).combine_chunks().cast(pa.string())
+        if f"{task}_score" in ok.column_names:
+            cols[f"{task}_score"] = ok.column(f"{task}_score").combine_chunks().cast(pa.float32())
+    for name in ok.column_names:
+        if name.startswith(TRUE_PREFIX) or name == "split":
+            cols[name] = ok.column(name).combine_chunks().cast(pa.string())
+    return pa.table(cols)
+
+
+def _match_keys(path: str) -> list[str]:
+    """``a/b/c.jpg`` -> [``a/b/c.jpg``, ``b/c.jpg``, ``c.jpg``]: joins survive a different root."""
+    parts = PurePosixPath(path).parts
+    return ["/".join(parts[i:]) for i in range(len(parts))]
+
+
+def read_labels(path: str | Path) -> pa.Table:
+    """A labels CSV with a ``path`` column; every column is read as text (empty = unknown)."""
+    if not Path(path).is_file():
+        raise IndexBuildError(f"{path}: no such labels file")
+    try:
+        first = pacsv.read_csv(path, read_options=pacsv.ReadOptions(block_size=1 << 16))
+        names = first.column_names
+        table = pacsv.read_csv(path, convert_options=pacsv.ConvertOptions(
+            column_types={n: pa.string() for n in names}, strings_can_be_null=True))
+    except (pa.ArrowInvalid, OSError) as e:
+        raise IndexBuildError(f"{path}: not a readable CSV ({e})") from e
+    if "path" not in table.column_names:
+        raise IndexBuildError(f"{path}: labels CSV needs a 'path' column, has {table.column_names}")
+    return table
+
+
+def join_labels(entries: Entries, labels_path: str | Path) -> Entries:
+    """Attach ground truth from a labels CSV (joined on ``path``) as ``true_<column>``.
+
+    Paths are matched exactly, or by their trailing components when the collection was
+    tagged from another root (``images/Baroque/x.jpg`` matches ``Baroque/x.jpg``).
+    """
+    labels = read_labels(labels_path)
+    lookup: dict[str, int] = {}
+    for i, p in enumerate(labels.column("path").to_pylist()):
+        if p:
+            lookup.setdefault(str(p).replace("\\", "/").lstrip("./"), i)
+    index = []
+    for p in entries.rows.column("path").to_pylist():
+        hit = next((lookup[k] for k in _match_keys(p) if k in lookup), None)
+        index.append(hit)
+    matched = sum(i is not None for i in index)
+    if matched == 0:
+        raise IndexBuildError(f"{labels_path}: no path matches a row of {entries.source}; "
+                              "is it the labels file of this collection?")
+    take = pa.array(index, pa.int64())
+    rows = entries.rows
+    for name in labels.column_names:
+        if name == "path":
+            continue
+        values = labels.column(name).take(take)
+        if name == "split":
+            col = "split"
+        elif name == "title":
+            col = "title"
+            values = pc.coalesce(values, rows.column("title"))
+        elif name == "year":
+            years = [_year(v) for v in values.to_pylist()]
+            old = rows.column("year").to_pylist()
+            rows = rows.set_column(rows.column_names.index("year"), "year",
+                                   pa.array([y if y is not None else o
+                                             for y, o in zip(years, old, strict=True)], pa.int32()))
+            col = TRUE_PREFIX + "year"
+        else:
+            col = TRUE_PREFIX + name
+        if col in rows.column_names:
+            rows = rows.set_column(rows.column_names.index(col), col, values)
+        else:
+            rows = rows.append_column(col, values)
+    notes = [*entries.notes, f"labels: {matched} of {entries.count} entries matched {labels_path}"]
+    return replace(entries, rows=rows, labels_file=str(labels_path), notes=notes)
+
+
+def _year(value: Any) -> int | None:
+    text = _clean(value)
+    if text is None:
+        return None
+    m = re.match(r"^\s*(\d{3,4})", text)
+    return int(m.group(1)) if m else None
+
+
+def with_period(entries: Entries) -> Entries:
+    """Add ``true_period`` from the ground-truth year when the truth has years but no period,
+    using the bundle's period labels when they read as year ranges."""
+    cols = entries.rows.column_names
+    if TRUE_PREFIX + "period" in cols or TRUE_PREFIX + "year" not in cols:
+        return entries
+    labels = None
+    for task in (entries.bundle or {}).get("tasks", []):
+        if task.get("name") == "period":
+            labels = tuple(task.get("labels", ()))
+    years = [_year(v) for v in entries.rows.column(TRUE_PREFIX + "year").to_pylist()]
+    periods = [period_of(y, labels) for y in years]
+    rows = entries.rows.append_column(TRUE_PREFIX + "period", pa.array(periods, pa.string()))
+    return replace(entries, rows=rows)

@@ -1,0 +1,259 @@
+"""The index directory on disk: write every part atomically, load it back with checks.
+
+Layout::
+
+    manifest.json   model id, dims, count, index type + search params, recall, file hashes
+    vectors.faiss   the FAISS index (inner product over unit vectors)
+    rows.parquet    row id -> path, sha256, title, year, labels, cluster
+    pca.npz         mean + components of the optional PCA (absent without PCA)
+    clusters.npz    clustering-space PCA, GMM and KMeans parameters, per-row coordinates
+    themes.json     one theme per GMM cluster, inter-cluster affinity, sweep metrics
+
+``manifest.json`` is written last, so a directory with a manifest is complete; loading
+checks the format version, every file's size and sha256, and that the parts agree on dims
+and counts, so a corrupt or mixed-up directory fails with a message that names the file.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import os
+import tempfile
+import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+import faiss
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+from artylyze.index.clusters import Gmm
+from artylyze.index.errors import IndexStoreError
+from artylyze.index.faiss_index import load_index, save_index, set_params
+from artylyze.index.reduce import PCA
+
+from artylyze.bundle import DEFAULT_BUNDLE_DIR
+
+#: The reference gallery that ships with ArtyLyze (wikiart11, default bundle).
+DEFAULT_GALLERY_DIR = DEFAULT_BUNDLE_DIR.parent / "gallery"
+FORMAT_VERSION = 1
+KIND = "artylyze-index"
+MANIFEST_FILE = "manifest.json"
+FAISS_FILE = "vectors.faiss"
+ROWS_FILE = "rows.parquet"
+PCA_FILE = "pca.npz"
+CLUSTERS_FILE = "clusters.npz"
+THEMES_FILE = "themes.json"
+
+
+@dataclass(frozen=True)
+class ClusterModel:
+    """Clustering space (a PCA of the raw embeddings), its GMM and KMeans, row coordinates."""
+
+    pca: PCA
+    gmm: Gmm
+    kmeans_centres: np.ndarray  # [k, d]
+    coords: np.ndarray  # float16 [n, d]: every indexed row in the clustering space
+
+    def space(self, raw: np.ndarray) -> np.ndarray:
+        return self.pca.project(raw)
+
+    def posteriors(self, raw: np.ndarray) -> np.ndarray:
+        """GMM membership [n, k] of raw (bundle-space) embeddings."""
+        return self.gmm.posteriors(self.space(raw))
+
+    def row_posteriors(self, rows: list[int]) -> np.ndarray:
+        return self.gmm.posteriors(self.coords[rows].astype(np.float32))
+
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        return {**self.pca.to_arrays("pca_"), **self.gmm.to_arrays("gmm_"),
+                "kmeans_centres": self.kmeans_centres, "coords": self.coords}
+
+    @classmethod
+    def from_arrays(cls, arrays: dict[str, np.ndarray]) -> ClusterModel:
+        for name in ("kmeans_centres", "coords"):
+            if name not in arrays:
+                raise IndexStoreError(f"{CLUSTERS_FILE}: missing array {name!r}")
+        model = cls(PCA.from_arrays(arrays, "pca_"), Gmm.from_arrays(arrays, "gmm_"),
+                    np.asarray(arrays["kmeans_centres"], np.float32),
+                    np.asarray(arrays["coords"]))
+        d = model.pca.out_dim
+        if model.gmm.dim != d or model.kmeans_centres.shape[1:] != (d,) or \
+                model.coords.ndim != 2 or model.coords.shape[1] != d:
+            raise IndexStoreError(f"{CLUSTERS_FILE}: clustering parts disagree on dimensions")
+        return model
+
+
+@dataclass
+class IndexDir:
+    """A loaded index directory. ``to_index_space`` maps bundle embeddings to FAISS space."""
+
+    path: Path
+    manifest: dict[str, Any]
+    index: faiss.Index
+    rows: pa.Table
+    pca: PCA | None
+    clusters: ClusterModel
+    themes: dict[str, Any]
+
+    @property
+    def model_id(self) -> str:
+        return str(self.manifest["model_id"])
+
+    @property
+    def count(self) -> int:
+        return int(self.manifest["count"])
+
+    @property
+    def root(self) -> str | None:
+        return self.manifest.get("source", {}).get("root")
+
+    def to_index_space(self, raw: np.ndarray) -> np.ndarray:
+        raw = np.asarray(raw, np.float32)
+        if raw.ndim != 2 or raw.shape[1] != int(self.manifest["dim"]):
+            raise IndexStoreError(f"embeddings have shape {list(raw.shape)}; this index takes "
+                                  f"{self.manifest['dim']}-dim embeddings")
+        if self.pca is not None:
+            return self.pca.transform(raw)
+        norms = np.linalg.norm(raw, axis=1, keepdims=True)
+        return np.ascontiguousarray(raw / np.maximum(norms, 1e-12), np.float32)
+
+
+def atomic_write(path: Path, write: Callable[[IO[bytes]], None]) -> None:
+    """Write through a temp file in the same folder, then rename: readers never see half."""
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(1 << 20):
+            h.update(block)
+    return h.hexdigest()
+
+
+def write_json(path: Path, data: Any) -> None:
+    text = json.dumps(data, indent=2, ensure_ascii=False) + "\n"
+    atomic_write(path, lambda f: f.write(text.encode()))
+
+
+def write_index_dir(out: str | Path, manifest: dict[str, Any], index: faiss.Index,
+                    rows: pa.Table, pca: PCA | None, clusters: ClusterModel,
+                    themes: dict[str, Any]) -> Path:
+    """Write all parts, then the manifest (with each file's size and sha256)."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / MANIFEST_FILE).unlink(missing_ok=True)  # incomplete until the new one lands
+    save_index(index, out / FAISS_FILE)
+    atomic_write(out / ROWS_FILE, lambda f: pq.write_table(rows, f, compression="zstd"))
+    files = [FAISS_FILE, ROWS_FILE, CLUSTERS_FILE, THEMES_FILE]
+    if pca is not None:
+        atomic_write(out / PCA_FILE, lambda f: np.savez(f, **pca.to_arrays()))
+        files.append(PCA_FILE)
+    else:
+        (out / PCA_FILE).unlink(missing_ok=True)
+    atomic_write(out / CLUSTERS_FILE, lambda f: np.savez(f, **clusters.to_arrays()))
+    write_json(out / THEMES_FILE, themes)
+    manifest = {
+        "format_version": FORMAT_VERSION, "kind": KIND, **manifest,
+        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "files": {name: {"bytes": (out / name).stat().st_size, "sha256": _sha256(out / name)}
+                  for name in sorted(files)},
+    }
+    write_json(out / MANIFEST_FILE, manifest)
+    return out
+
+
+def read_manifest(path: str | Path) -> dict[str, Any]:
+    """The manifest of an index directory, with its format checked."""
+    path = Path(path)
+    file = path / MANIFEST_FILE
+    if not path.is_dir():
+        raise IndexStoreError(f"{path}: index directory not found")
+    if not file.is_file():
+        raise IndexStoreError(f"{path}: no {MANIFEST_FILE}; not an ArtyLyze index (or its "
+                              "build did not finish)")
+    try:
+        manifest = json.loads(file.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise IndexStoreError(f"{file}: not valid JSON ({e})") from e
+    if not isinstance(manifest, dict) or manifest.get("kind") != KIND:
+        raise IndexStoreError(f"{file}: not an ArtyLyze index manifest")
+    if manifest.get("format_version") != FORMAT_VERSION:
+        raise IndexStoreError(f"{file}: index format {manifest.get('format_version')!r} is not "
+                              f"supported (expected {FORMAT_VERSION}); rebuild the index")
+    for key in ("model_id", "dim", "index_dim", "count", "files", "index_type"):
+        if key not in manifest:
+            raise IndexStoreError(f"{file}: manifest lacks {key!r}")
+    return manifest
+
+
+def _verify(path: Path, files: dict[str, Any]) -> None:
+    for name, info in files.items():
+        file = path / name
+        if not file.is_file():
+            raise IndexStoreError(f"{file}: missing from the index directory")
+        if file.stat().st_size != info.get("bytes"):
+            raise IndexStoreError(f"{file}: size {file.stat().st_size} differs from the "
+                                  f"manifest's {info.get('bytes')} (truncated or replaced)")
+        if _sha256(file) != info.get("sha256"):
+            raise IndexStoreError(f"{file}: content does not match the manifest's sha256 "
+                                  "(corrupt or replaced); rebuild the index")
+
+
+def _npz(file: Path) -> dict[str, np.ndarray]:
+    try:
+        with np.load(file, allow_pickle=False) as data:
+            return {k: data[k] for k in data.files}
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
+        raise IndexStoreError(f"{file}: not a readable npz file ({e})") from e
+
+
+def load_index_dir(path: str | Path, verify: bool = True) -> IndexDir:
+    """Load an index directory; ``verify`` checks every file's sha256 (cheap for galleries,
+    about a second per GB for large indexes)."""
+    path = Path(path)
+    manifest = read_manifest(path)
+    if verify:
+        _verify(path, manifest["files"])
+    index = load_index(path / FAISS_FILE)
+    count, dim = int(manifest["count"]), int(manifest["index_dim"])
+    if index.ntotal != count or index.d != dim:
+        raise IndexStoreError(f"{path / FAISS_FILE}: holds {index.ntotal} vectors of {index.d} "
+                              f"dims, the manifest says {count} of {dim}")
+    set_params(index, manifest.get("search_params") or {})
+    try:
+        rows = pq.read_table(path / ROWS_FILE)
+    except (pa.ArrowInvalid, OSError) as e:
+        raise IndexStoreError(f"{path / ROWS_FILE}: not a readable Parquet file ({e})") from e
+    if rows.num_rows != count or "path" not in rows.column_names:
+        raise IndexStoreError(f"{path / ROWS_FILE}: {rows.num_rows} rows, the manifest says "
+                              f"{count}")
+    pca = None
+    if manifest.get("pca"):
+        pca = PCA.from_arrays(_npz(path / PCA_FILE))
+        if pca.in_dim != int(manifest["dim"]) or pca.out_dim != dim:
+            raise IndexStoreError(f"{path / PCA_FILE}: maps {pca.in_dim} -> {pca.out_dim} dims, "
+                                  f"the manifest says {manifest['dim']} -> {dim}")
+    clusters = ClusterModel.from_arrays(_npz(path / CLUSTERS_FILE))
+    if clusters.pca.in_dim != int(manifest["dim"]) or len(clusters.coords) != count:
+        raise IndexStoreError(f"{path / CLUSTERS_FILE}: does not match the index's dims or rows")
+    try:
+        themes = json.loads((path / THEMES_FILE).read_text())
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise IndexStoreError(f"{path / THEMES_FILE}: not readable JSON ({e})") from e
+    if len(themes.get("themes", [])) != clusters.gmm.k:
+        raise IndexStoreError(f"{path / THEMES_FILE}: {len(themes.get('themes', []))} themes "
+                              f"for {clusters.gmm.k} clusters")
+    return IndexDir(path, manifest, index, rows, pca, clusters, themes)
