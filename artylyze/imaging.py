@@ -7,7 +7,7 @@
 2. JPEG only, when a ``size`` is asked: let libjpeg scale in the DCT domain (``draft``) by the
    largest of 1/2, 1/4, 1/8 that still keeps every side the resize policy needs >= ``size``;
 3. decode fully (first frame of animations), so a truncated file fails here and not later;
-4. apply the EXIF orientation;
+4. apply the EXIF orientation (as ImageOps.exif_transpose does);
 5. convert to 8-bit RGB: alpha is composited on white, 16-bit values are divided by 257,
    CMYK, palette, grey and 1-bit go through Pillow's ``convert``;
 6. resize to ``size`` x ``size`` with Pillow's antialiased BICUBIC (``reducing_gap`` 3.0):
@@ -31,11 +31,13 @@ import struct
 import threading
 import warnings
 import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import BinaryIO
 
 import numpy as np
-from PIL import ExifTags, Image, ImageOps
+from PIL import ExifTags, Image
 
 from artylyze.errors import ArtyLyzeError
 
@@ -51,8 +53,17 @@ BACKGROUND = (255, 255, 255)
 _FORMATS = ("JPEG", "PNG", "TIFF", "WEBP", "BMP", "GIF")
 # What Pillow's decoders raise on broken input (found by tests/test_imaging_fuzz.py).
 _DECODE_ERRORS = (OSError, ValueError, SyntaxError, EOFError, struct.error, zlib.error)
-_ROTATED = (5, 6, 7, 8)  # EXIF orientations that swap width and height
-# catch_warnings swaps process-wide state; one lock keeps our own threads from interleaving it.
+# EXIF orientation -> the transpose that shows the image upright (as ImageOps.exif_transpose).
+_UPRIGHT = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+_SWAPS_SIDES = (5, 6, 7, 8)
 _WARNINGS_LOCK = threading.Lock()
 
 
@@ -100,7 +111,9 @@ def _load(source, size, resize, max_pixels, *, draft: bool) -> Decoded:
     fh, name = _open_source(source)
     with fh:
         try:
-            with _open_lazily(fh) as img:
+            with _quiet():
+                img = Image.open(fh, formats=_FORMATS)
+            with img:
                 width, height = img.size
                 if width * height > max_pixels:
                     reason = f"{width * height:,} pixels exceeds the limit of {max_pixels:,}"
@@ -108,10 +121,12 @@ def _load(source, size, resize, max_pixels, *, draft: bool) -> Decoded:
                 if draft and size is not None:
                     img.draft("RGB", _draft_request(width, height, size, resize))
                 img.load()
-                if img.getexif().get(ExifTags.Base.Orientation) in _ROTATED:
+                with _quiet():
+                    orientation = img.getexif().get(ExifTags.Base.Orientation)
+                if orientation in _SWAPS_SIDES:
                     width, height = height, width
-                ImageOps.exif_transpose(img, in_place=True)
-                rgb = _to_rgb(img)
+                upright = img.transpose(_UPRIGHT[orientation]) if orientation in _UPRIGHT else img
+                rgb = _to_rgb(upright)
                 if size is not None:
                     rgb = _resize(rgb, size, resize)
                 pixels = np.array(rgb, dtype=np.uint8)
@@ -142,11 +157,17 @@ def _open_source(source: str | os.PathLike | bytes) -> tuple[BinaryIO, str]:
         raise ImageError(name, (exc.strerror or str(exc)).lower()) from exc
 
 
-def _open_lazily(fh: BinaryIO) -> Image.Image:
-    """Image.open without Pillow's DecompressionBombWarning: our max_pixels check replaces it."""
+@contextmanager
+def _quiet() -> Iterator[None]:
+    """Mute Pillow's warnings while it parses headers and EXIF.
+
+    They are DecompressionBombWarning (max_pixels is our guard) and complaints about corrupt
+    metadata we do not use; broken pixels still raise. catch_warnings swaps process-wide
+    state, so a lock keeps our own threads from interleaving it; decoding stays outside.
+    """
     with _WARNINGS_LOCK, warnings.catch_warnings():
-        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-        return Image.open(fh, formats=_FORMATS)
+        warnings.simplefilter("ignore")
+        yield
 
 
 def _draft_request(width: int, height: int, size: int, policy: str) -> tuple[int, int]:

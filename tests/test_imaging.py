@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageOps
 
 from artylyze import imaging
 from artylyze.errors import ArtyLyzeError
@@ -219,6 +219,38 @@ def test_exif_orientation_3_keeps_size_and_flips_corner(tmp_path):
     out = load_image(oriented_jpeg(tmp_path / "r180.jpg", (40, 20), orientation=3))
     assert (out.width, out.height) == (40, 20)
     assert_close(pixel(out, 36, 16), RED, tol=40)
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_every_orientation_matches_pillow_exif_transpose(tmp_path, orientation):
+    path = tmp_path / f"o{orientation}.png"
+    rng = np.random.default_rng(orientation)
+    img = Image.fromarray(rng.integers(0, 255, (6, 10, 3), dtype=np.uint8))
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    save(img, path, exif=exif)
+    with Image.open(path) as reference:
+        expected = np.asarray(ImageOps.exif_transpose(reference))
+    out = load_image(path)
+    assert np.array_equal(out.pixels, expected)
+    assert (out.height, out.width) == expected.shape[:2]
+
+
+def test_corrupt_exif_is_quiet_and_pixels_still_load(tmp_path):
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    exif[0x010E] = "a description long enough to be cut off " * 2
+    path = save(Image.new("RGB", (16, 8), RED), tmp_path / "cut.jpg", exif=exif.tobytes()[:-40])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with Image.open(path) as direct:
+            direct.getexif()
+        assert caught, "Pillow itself should complain about this EXIF"
+        caught.clear()
+        out = load_image(path)
+    assert caught == []
+    assert out.pixels.shape == (16, 8, 3)  # the orientation entry survived the cut
+    assert (out.width, out.height) == (8, 16)
 
 
 # --- resize policies -------------------------------------------------------------------------
