@@ -1,1 +1,133 @@
-"""(being written)"""
+"""``artylyze similar`` and ``artylyze influence``: parse options, query the index, print.
+
+Both default to the shipped reference gallery when no ``--index`` is given.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from artylyze.cli.errors import cli_errors
+
+INDEX_HELP = "Index directory (default: the shipped wikiart11 gallery)."
+BUNDLE_HELP = "Bundle to embed new images with (default: the index's own); must be the same model."
+
+
+def _open(index: Path | None, bundle: Path | None, device: str):
+    from artylyze.index.search import Gallery
+
+    return Gallery.open(index, bundle_dir=bundle, device=device)
+
+
+def _results_table(answer: dict[str, Any]):
+    from rich.table import Table
+
+    table = Table(title=f"{answer['query']} ({answer['source']})", title_justify="left")
+    for col in ("#", "score", "title", "artist", "year", "style", "genre", "path"):
+        table.add_column(col, overflow="fold")
+    for r in answer["results"]:
+        table.add_row(str(r["rank"]), f"{r['score']:.3f}", str(r.get("title") or ""),
+                      str(r.get("artist") or ""), str(r.get("year") or ""),
+                      str(r.get("style") or ""), str(r.get("genre") or ""), str(r["path"]))
+    return table
+
+
+IndexOpt = Annotated[Path | None, typer.Option("--index", file_okay=False, help=INDEX_HELP)]
+BundleOpt = Annotated[Path | None, typer.Option("--bundle", file_okay=False, help=BUNDLE_HELP)]
+DeviceOpt = Annotated[str, typer.Option("--device", help="cpu, cuda or auto.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON (for scripts).")]
+
+
+def similar(
+    images: Annotated[list[str], typer.Argument(
+        help="Image files, or paths already in the index.")],
+    index: IndexOpt = None,
+    k: Annotated[int, typer.Option("-k", "--k", min=1, help="Results per image.")] = 10,
+    as_json: JsonOpt = False,
+    html: Annotated[Path | None, typer.Option(
+        "--html", dir_okay=False, help="Also write a page of thumbnails to this file.")] = None,
+    bundle: BundleOpt = None,
+    device: DeviceOpt = "cpu",
+) -> None:
+    """Find the known artworks each image resembles most."""
+    with cli_errors():
+        gallery = _open(index, bundle, device)
+        answers = []
+        for query in gallery.queries(images):
+            answers.append({"query": query.name, "source": query.source,
+                            "file": str(query.file) if query.file else None,
+                            "predicted": query.predicted,
+                            "results": gallery.similar(query, k)})
+        if html is not None:
+            from artylyze.index.html import similar_page, write_page
+
+            write_page(html, similar_page(answers, gallery.index.root))
+        gallery.close()
+    if as_json:
+        typer.echo(json.dumps(answers, indent=2, ensure_ascii=False))
+    else:
+        from rich.console import Console
+
+        console = Console()
+        for answer in answers:
+            console.print(_results_table(answer))
+    if html is not None:
+        typer.echo(f"wrote {html}", err=True)
+
+
+def _influence_tables(result: dict[str, Any]):
+    from rich.table import Table
+
+    preds = Table(title=f"{result['query']}: predicted labels", title_justify="left")
+    preds.add_column("task")
+    preds.add_column("labels (probability)")
+    for task, top in result["predicted"].items():
+        preds.add_row(task, ", ".join(
+            f"{p['label']} ({p['score']:.2f})" if p.get("score") is not None else p["label"]
+            for p in top))
+    clusters = Table(title="draws on (GMM membership)", title_justify="left")
+    for col in ("cluster", "share", "theme", "top labels", "closest"):
+        clusters.add_column(col, overflow="fold")
+    for t in result["top"]:
+        labels = "; ".join(f"{f}: " + ", ".join(f"{x['label']} {x['share']:.0%}" for x in v)
+                           for f, v in t["labels"].items() if v)
+        closest = ", ".join(c["name"] for c in t["closest"])
+        clusters.add_row(str(t["cluster"]), f"{t['share']:.2f}", t["name"], labels, closest)
+    return preds, clusters
+
+
+def influence(
+    image: Annotated[str, typer.Argument(help="An image file, or a path already in the index.")],
+    index: IndexOpt = None,
+    top: Annotated[int, typer.Option("--top", min=1, help="Clusters to describe.")] = 5,
+    as_json: JsonOpt = False,
+    png: Annotated[Path | None, typer.Option(
+        "--png", dir_okay=False, help="Also write a bar chart of the memberships.")] = None,
+    bundle: BundleOpt = None,
+    device: DeviceOpt = "cpu",
+) -> None:
+    """Show the styles, regions and periods an image draws on: its predicted labels and its
+    membership in the collection's clusters, with their themes."""
+    from artylyze.index.influence import influence as compute
+
+    with cli_errors():
+        gallery = _open(index, bundle, device)
+        result = compute(gallery, gallery.queries([image])[0], top=top)
+        gallery.close()
+        if png is not None:
+            from artylyze.index.plots import influence_chart
+
+            influence_chart(result, png)
+    if as_json:
+        typer.echo(json.dumps(result, indent=2, ensure_ascii=False))
+    else:
+        from rich.console import Console
+
+        console = Console()
+        for table in _influence_tables(result):
+            console.print(table)
+    if png is not None:
+        typer.echo(f"wrote {png}", err=True)

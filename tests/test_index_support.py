@@ -99,7 +99,8 @@ def write_images(root: Path, n: int = 24, size: int = 48, seed: int = 0) -> list
     rng = np.random.default_rng(seed)
     rels = []
     for i in range(n):
-        a, b = COLOURS[i % len(COLOURS)], COLOURS[(i * 3 + 1) % len(COLOURS)]
+        # (colour, second colour, quadrant) differs for every i < 64: no two images alike.
+        a, b = COLOURS[i % 8], COLOURS[(i * 3 + 1 + i // 8) % 8]
         px = np.zeros((size, size, 3), np.uint8)
         px[:] = a
         h = size // 2

@@ -1,0 +1,76 @@
+"""HTML pages: every name and label goes through ``esc`` (file names are untrusted text), and
+thumbnails are inline JPEGs so a page stands alone."""
+
+from __future__ import annotations
+
+import html
+from pathlib import Path
+from typing import Any
+
+from artylyze.index.store import atomic_write
+from artylyze.index.thumbs import data_uri, locate, thumbnail
+
+STYLE = """
+body{font-family:system-ui,sans-serif;margin:1.5em;color:#222}
+.query{display:flex;gap:1.5em;align-items:flex-start;margin-bottom:2.5em;
+ border-bottom:1px solid #ddd;padding-bottom:1.5em}
+.card{width:170px;font-size:12px;line-height:1.3}
+.card img{width:160px;height:160px;object-fit:contain;background:#f3f3f3;display:block}
+.results{display:flex;flex-wrap:wrap;gap:12px}
+.q{border-right:2px solid #888;padding-right:1.5em}
+.muted{color:#777}
+table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:3px 8px;text-align:left}
+"""
+
+
+def esc(value: Any) -> str:
+    """HTML-escape any value, quotes included (safe in text and in attributes)."""
+    return html.escape("" if value is None else str(value), quote=True)
+
+
+def page(title: str, body: str) -> str:
+    return (f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+            f"<title>{esc(title)}</title><style>{STYLE}</style></head>\n"
+            f"<body><h1>{esc(title)}</h1>\n{body}\n</body></html>\n")
+
+
+def write_page(path: str | Path, text: str) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(path, lambda f: f.write(text.encode("utf-8")))
+    return path
+
+
+def _card(img_src: str, lines: list[str], alt: str) -> str:
+    text = "<br>".join(lines)
+    return f'<div class="card"><img src="{esc(img_src)}" alt="{esc(alt)}"><div>{text}</div></div>'
+
+
+def _labels(entry: dict[str, Any]) -> list[str]:
+    keys = ("style", "genre", "nationality", "period")
+    shown = [esc(str(entry[k]).replace("_", " ")) for k in keys if entry.get(k)]
+    return [" · ".join(shown)] if shown else []
+
+
+def similar_page(answers: list[dict[str, Any]], root: str | None, title: str = "Similar artworks",
+                 thumb: int = 160) -> str:
+    """One block per query: its thumbnail and predicted labels beside its results."""
+    blocks = []
+    for answer in answers:
+        qfile = answer.get("file")
+        qthumb = data_uri(thumbnail(qfile if qfile else locate(root, answer["query"]), thumb))
+        preds = [f"{esc(t)}: {esc(str(p[0]['label']).replace('_', ' '))}"
+                 for t, p in answer.get("predicted", {}).items() if p]
+        qcard = _card(qthumb, [f"<b>{esc(answer['query'])}</b>",
+                               f"<span class=\"muted\">{esc(answer['source'])}</span>", *preds],
+                      answer["query"])
+        cards = []
+        for r in answer["results"]:
+            src = data_uri(thumbnail(locate(root, r["path"]), thumb))
+            who = ", ".join(esc(v) for v in (r.get("artist"), r.get("year")) if v)
+            cards.append(_card(src, [f"#{r['rank']} · {r['score']:.3f}",
+                                     f"<b>{esc(r.get('title'))}</b>", who, *_labels(r),
+                                     f"<span class=\"muted\">{esc(r['path'])}</span>"], r["path"]))
+        blocks.append(f'<div class="query"><div class="q">{qcard}</div>'
+                      f'<div class="results">{"".join(cards)}</div></div>')
+    return page(title, "\n".join(blocks))

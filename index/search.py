@@ -1,0 +1,239 @@
+"""Query an index: turn images (or paths already in it) into vectors and find their neighbours.
+
+An image already in the index is answered from its stored vector (matched by path, by
+location under the collection root, or by sha256), so no bundle is needed for it. Any
+other image is embedded with the index's own bundle; a bundle of another model is refused,
+because its vectors would live in a different space.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import numpy as np
+from artylyze.index.entries import TRUE_PREFIX, pretty_artist
+from artylyze.index.errors import IndexStoreError, ModelMismatchError
+from artylyze.index.faiss_index import reconstruct, search
+from artylyze.index.store import DEFAULT_GALLERY_DIR, IndexDir, load_index_dir
+
+from artylyze.bundle import DEFAULT_BUNDLE_DIR, Bundle, BundleError, load_bundle
+
+EMBED_BATCH = 16
+TOP_PREDICTIONS = 3
+DISPLAY_FIELDS = ("style", "genre", "nationality", "period")
+
+
+@dataclass
+class Query:
+    """One query image: where it came from and its vectors."""
+
+    name: str  # as the user gave it
+    file: Path | None  # the file on disk, if there is one
+    row: int | None  # its row in the index, if it is in there
+    vector: np.ndarray  # index-space unit vector [d]
+    coords: np.ndarray  # clustering-space point [c]
+    predicted: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+
+    @property
+    def source(self) -> str:
+        return "index" if self.row is not None else "embedded"
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(1 << 20):
+            h.update(block)
+    return h.hexdigest()
+
+
+def check_model(index_model: str, query_model: str,
+                subject: str = "the query was embedded by") -> None:
+    """Refuse vectors of another model: they would be compared in a different space."""
+    if index_model != query_model:
+        raise ModelMismatchError(f"{subject} model {query_model!r}, but the index was built "
+                                 f"with model {index_model!r}; use the bundle that tagged the "
+                                 "collection (--bundle), or rebuild the index")
+
+
+class Gallery:
+    """An opened index plus (lazily) the bundle that embeds new queries for it."""
+
+    def __init__(self, index: IndexDir, bundle_dir: str | Path | None = None,
+                 device: str = "cpu") -> None:
+        self.index = index
+        self._bundle_dir = bundle_dir
+        self._device = device
+        self._bundle: Bundle | None = None
+        self._by_path: dict[str, int] | None = None
+        self._by_sha: dict[str, int] | None = None
+        self._columns: dict[str, list[Any]] = {}
+
+    @classmethod
+    def open(cls, path: str | Path | None = None, bundle_dir: str | Path | None = None,
+             device: str = "cpu", verify: bool = True) -> Gallery:
+        """Open an index directory (the shipped gallery when ``path`` is None)."""
+        if path is None and not DEFAULT_GALLERY_DIR.is_dir():
+            raise IndexStoreError(f"no --index given and the reference gallery is not installed "
+                                  f"({DEFAULT_GALLERY_DIR})")
+        return cls(load_index_dir(path or DEFAULT_GALLERY_DIR, verify=verify), bundle_dir, device)
+
+    # -- the bundle ---------------------------------------------------------------------
+    def _bundle_candidates(self) -> list[Path]:
+        if self._bundle_dir is not None:
+            return [Path(self._bundle_dir)]
+        found = []
+        ref = self.index.manifest.get("bundle_dir")
+        if ref:
+            found.append((self.index.path / ref).resolve())
+        found.append(DEFAULT_BUNDLE_DIR)
+        return [p for p in found if p.is_dir()]
+
+    @property
+    def bundle(self) -> Bundle:
+        """The bundle that embeds new images: ``--bundle``, else the one recorded at build
+        time, else the default one; always checked against the index's model id."""
+        if self._bundle is None:
+            candidates = self._bundle_candidates()
+            if not candidates:
+                raise BundleError(f"this index was built with model {self.index.model_id!r} and "
+                                  "its bundle was not found; pass --bundle DIR")
+            bundle = load_bundle(candidates[0], device=self._device)
+            check_model(self.index.model_id, bundle.model_id, f"bundle {candidates[0]} is")
+            self._bundle = bundle
+        return self._bundle
+
+    # -- rows -----------------------------------------------------------------------------
+    def column(self, name: str) -> list[Any]:
+        if name not in self._columns:
+            rows = self.index.rows
+            self._columns[name] = (rows.column(name).to_pylist() if name in rows.column_names
+                                   else [None] * rows.num_rows)
+        return self._columns[name]
+
+    def find_row(self, name: str) -> int | None:
+        """The index row of ``name``: same relative path, same file under the root, or
+        same content (sha256)."""
+        if self._by_path is None:
+            self._by_path = {p: i for i, p in enumerate(self.column("path"))}
+        key = PurePosixPath(name.replace(os.sep, "/")).as_posix()
+        if key in self._by_path:
+            return self._by_path[key]
+        file = Path(name)
+        if not file.is_file():
+            return None
+        root = self.index.root
+        if root:
+            try:
+                rel = file.resolve().relative_to(Path(root).resolve()).as_posix()
+            except ValueError:
+                rel = None
+            if rel in self._by_path:
+                return self._by_path[rel]
+        if self._by_sha is None:
+            self._by_sha = {}
+            for i, s in enumerate(self.column("sha256")):
+                if s:
+                    self._by_sha.setdefault(s, i)
+        return self._by_sha.get(_sha256(file)) if self._by_sha else None
+
+    def entry(self, row: int) -> dict[str, Any]:
+        """What a result shows about one indexed artwork: ground truth first, else predicted."""
+        artist = self.column(TRUE_PREFIX + "artist")[row] or self.column("artist_slug")[row]
+        out: dict[str, Any] = {
+            "path": self.column("path")[row], "title": self.column("title")[row],
+            "artist": pretty_artist(artist), "year": self.column("year")[row],
+        }
+        for name in DISPLAY_FIELDS:
+            value = self.column(TRUE_PREFIX + name)[row] or self.column(name)[row]
+            if value is not None:
+                out[name] = value
+        cluster = self.column("cluster")[row]
+        if cluster is not None:
+            out["cluster"] = int(cluster)
+            out["theme"] = self.index.themes["themes"][int(cluster)]["name"]
+        return out
+
+    def _stored_predictions(self, row: int) -> dict[str, list[dict[str, Any]]]:
+        preds = {}
+        for task in self.index.manifest.get("tasks", []):
+            label = self.column(task)[row]
+            if label is not None:
+                score = self.column(f"{task}_score")[row]
+                preds[task] = [{"label": label,
+                                "score": None if score is None else round(float(score), 4)}]
+        return preds
+
+    # -- queries --------------------------------------------------------------------------
+    def queries(self, names: list[str]) -> list[Query]:
+        """Resolve every name: stored vectors for indexed images, the bundle for the rest."""
+        rows = {name: self.find_row(name) for name in names}
+        new = [n for n in names if rows[n] is None]
+        for n in new:
+            if not Path(n).is_file():
+                raise IndexStoreError(f"{n}: no such image file, and no such path in the index")
+        embedded = self._embed(new) if new else {}
+        stored = [rows[n] for n in names if rows[n] is not None]
+        vectors = dict(zip(stored, reconstruct(self.index.index, stored), strict=True)) \
+            if stored else {}
+        out = []
+        for name in names:
+            row = rows[name]
+            if row is not None:
+                out.append(Query(name, Path(name) if Path(name).is_file() else None, row,
+                                 vectors[row], self.index.clusters.coords[row].astype(np.float32),
+                                 self._stored_predictions(row)))
+            else:
+                raw, preds = embedded[name]
+                out.append(Query(name, Path(name), None,
+                                 self.index.to_index_space(raw[None])[0],
+                                 self.index.clusters.space(raw[None])[0], preds))
+        return out
+
+    def _embed(self, names: list[str]) -> dict[str, tuple[np.ndarray, dict[str, Any]]]:
+        from artylyze.imaging import load_image
+
+        bundle = self.bundle
+        man = bundle.manifest
+        out: dict[str, tuple[np.ndarray, dict[str, Any]]] = {}
+        for start in range(0, len(names), EMBED_BATCH):
+            batch = names[start:start + EMBED_BATCH]
+            pixels = np.stack([load_image(n, man.input_size, man.resize).pixels for n in batch])
+            result = bundle.run(pixels)
+            for i, name in enumerate(batch):
+                preds = {}
+                for task in man.task_names:
+                    probs = result[task][i]
+                    top = np.argsort(-probs)[:TOP_PREDICTIONS]
+                    labels = man.labels(task)
+                    preds[task] = [{"label": labels[j], "score": round(float(probs[j]), 4)}
+                                   for j in top]
+                out[name] = (result["embedding"][i].astype(np.float32), preds)
+        return out
+
+    def similar(self, query: Query, k: int = 10) -> list[dict[str, Any]]:
+        """The k nearest indexed artworks (the query's own row left out), best first."""
+        scores, ids = search(self.index.index, query.vector[None], k + 1)
+        results = []
+        for score, row in zip(scores[0], ids[0], strict=True):
+            if row < 0 or row == query.row:
+                continue
+            results.append({"rank": len(results) + 1, "score": round(float(score), 4),
+                            **self.entry(int(row))})
+            if len(results) == k:
+                break
+        return results
+
+    def search_embeddings(self, raw: np.ndarray, model_id: str,
+                          k: int = 10) -> tuple[np.ndarray, np.ndarray]:
+        """Search with bundle embeddings computed elsewhere; refuses another model's."""
+        check_model(self.index.model_id, model_id)
+        return search(self.index.index, self.index.to_index_space(raw), k)
+
+    def close(self) -> None:
+        if self._bundle is not None:
+            self._bundle.close()

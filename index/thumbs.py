@@ -1,0 +1,53 @@
+"""Thumbnails for pages and contact sheets; a missing or unreadable image becomes a grey tile,
+so one lost file never breaks a report."""
+
+from __future__ import annotations
+
+import base64
+import io
+from pathlib import Path
+
+from PIL import Image
+
+from artylyze.errors import ArtyLyzeError
+
+GREY = (150, 150, 150)
+
+
+def locate(root: str | None, rel_path: str) -> Path | None:
+    """The file of an indexed row: ``root/path`` (or ``path`` itself when absolute)."""
+    path = Path(rel_path)
+    if not path.is_absolute() and root:
+        path = Path(root) / rel_path
+    return path if path.is_file() else None
+
+
+def thumbnail(path: str | Path | None, size: int = 160) -> Image.Image:
+    """An RGB thumbnail at most ``size`` px on its long side, or a grey square."""
+    if path is not None:
+        from artylyze.imaging import load_image
+
+        try:
+            img = Image.fromarray(load_image(path).pixels)
+        except (ArtyLyzeError, OSError, ValueError):
+            img = None
+        if img is not None:
+            img.thumbnail((size, size))
+            return img
+    return Image.new("RGB", (size, size), GREY)
+
+
+def fit_tile(img: Image.Image, size: int) -> Image.Image:
+    """Centre a thumbnail on a square white tile (contact sheets need equal cells)."""
+    tile = Image.new("RGB", (size, size), (255, 255, 255))
+    img = img.copy()
+    img.thumbnail((size, size))
+    tile.paste(img, ((size - img.width) // 2, (size - img.height) // 2))
+    return tile
+
+
+def data_uri(img: Image.Image, quality: int = 80) -> str:
+    """A small inline JPEG, so a page works when moved or mailed."""
+    buf = io.BytesIO()
+    img.convert("RGB").save(buf, "JPEG", quality=quality)
+    return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
