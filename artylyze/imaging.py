@@ -120,10 +120,13 @@ def _load(source, size, resize, max_pixels, *, draft: bool) -> Decoded:
                     raise ImageError(name, reason)
                 if draft and size is not None:
                     img.draft("RGB", _draft_request(width, height, size, resize))
+                drafted = img.size
                 img.load()
                 with _quiet():
                     orientation = img.getexif().get(ExifTags.Base.Orientation)
-                if orientation in _SWAPS_SIDES:
+                # TIFF: Pillow applies the orientation itself and drops the tag (Pillow < 13 did
+                # it during load, so there the size turns).
+                if orientation in _SWAPS_SIDES or img.size == drafted[::-1] != drafted:
                     width, height = height, width
                 upright = img.transpose(_UPRIGHT[orientation]) if orientation in _UPRIGHT else img
                 rgb = _to_rgb(upright)

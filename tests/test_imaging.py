@@ -190,17 +190,19 @@ def test_animations_use_the_first_frame(tmp_path, name):
 # --- EXIF orientation ------------------------------------------------------------------------
 
 
-def oriented_jpeg(path: Path, size: tuple[int, int], orientation: int) -> Path:
+def oriented(path: Path, size: tuple[int, int], orientation: int) -> Path:
     """White image with a red 8x8 block in the stored top-left corner."""
     img = Image.new("RGB", size, WHITE)
     img.paste(RED, (0, 0, 8, 8))
     exif = Image.Exif()
     exif[0x0112] = orientation
-    return save(img, path, quality=95, exif=exif)
+    params = {"quality": 95} if path.suffix == ".jpg" else {}
+    return save(img, path, exif=exif, **params)
 
 
-def test_exif_orientation_6_rotates_and_swaps_size(tmp_path):
-    out = load_image(oriented_jpeg(tmp_path / "rot.jpg", (40, 20), orientation=6))
+@pytest.mark.parametrize("suffix", [".jpg", ".tif", ".png", ".webp"])
+def test_exif_orientation_6_rotates_and_swaps_size(tmp_path, suffix):
+    out = load_image(oriented(tmp_path / f"rot{suffix}", (40, 20), orientation=6))
     assert (out.width, out.height) == (20, 40)
     assert out.pixels.shape == (40, 20, 3)
     assert_close(pixel(out, 16, 3), RED, tol=40)  # stored top-left is now top-right
@@ -209,14 +211,14 @@ def test_exif_orientation_6_rotates_and_swaps_size(tmp_path):
 
 
 def test_exif_orientation_reports_original_size_after_draft(tmp_path):
-    path = oriented_jpeg(tmp_path / "rot_big.jpg", (800, 400), orientation=6)
+    path = oriented(tmp_path / "rot_big.jpg", (800, 400), orientation=6)
     out = load_image(path, size=32)
     assert out.pixels.shape == (32, 32, 3)
     assert (out.width, out.height) == (400, 800)
 
 
 def test_exif_orientation_3_keeps_size_and_flips_corner(tmp_path):
-    out = load_image(oriented_jpeg(tmp_path / "r180.jpg", (40, 20), orientation=3))
+    out = load_image(oriented(tmp_path / "r180.jpg", (40, 20), orientation=3))
     assert (out.width, out.height) == (40, 20)
     assert_close(pixel(out, 36, 16), RED, tol=40)
 
