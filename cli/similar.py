@@ -12,6 +12,7 @@ from typing import Annotated, Any
 import typer
 from artylyze.cli.errors import cli_errors
 
+PIPE_WIDTH = 200
 INDEX_HELP = "Index directory (default: the shipped wikiart11 gallery)."
 BUNDLE_HELP = "Bundle to embed new images with (default: the index's own); must be the same model."
 
@@ -20,6 +21,14 @@ def _open(index: Path | None, bundle: Path | None, device: str):
     from artylyze.index.search import Gallery
 
     return Gallery.open(index, bundle_dir=bundle, device=device)
+
+
+def _console():
+    """A rich console; when piped, wide enough that paths are not folded mid-word."""
+    from rich.console import Console
+
+    console = Console()
+    return console if console.is_terminal else Console(width=PIPE_WIDTH)
 
 
 def _results_table(answer: dict[str, Any]):
@@ -69,9 +78,7 @@ def similar(
     if as_json:
         typer.echo(json.dumps(answers, indent=2, ensure_ascii=False))
     else:
-        from rich.console import Console
-
-        console = Console()
+        console = _console()
         for answer in answers:
             console.print(_results_table(answer))
     if html is not None:
@@ -124,9 +131,7 @@ def influence(
     if as_json:
         typer.echo(json.dumps(result, indent=2, ensure_ascii=False))
     else:
-        from rich.console import Console
-
-        console = Console()
+        console = _console()
         for table in _influence_tables(result):
             console.print(table)
     if png is not None:
