@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import csv
 import io
 import os
 import struct
@@ -469,3 +470,16 @@ def test_no_pillow_bomb_warning_leaks(tmp_path):
                max_pixels=50_000_000)
         raises(path, match=r"big\.png: truncated image file")  # allowed, so decoded: no data
     assert [w for w in caught if issubclass(w.category, Image.DecompressionBombWarning)] == []
+
+
+# --- shipped examples ----------------------------------------------------------------------
+
+
+def test_examples_are_listed_and_decode():
+    examples = Path(__file__).resolve().parents[1] / "examples"
+    with open(examples / "labels.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 12 and len({r["style"] for r in rows}) == 11
+    for row in rows:
+        out = load_image(examples / row["path"], size=64)
+        assert out.pixels.shape == (64, 64, 3) and (out.width, out.height) == (224, 224)
