@@ -75,7 +75,7 @@ class ImageError(ArtyLyzeError):
         self.path = path
         self.reason = reason
 
-    def __reduce__(self):  # keep both fields when sent between worker processes
+    def __reduce__(self) -> tuple[type, tuple[str, str]]:  # keep both fields across processes
         return type(self), (self.path, self.reason)
 
 
@@ -122,22 +122,18 @@ def _load(source, size, resize, max_pixels, *, draft: bool) -> Decoded:
                     img.draft("RGB", _draft_request(width, height, size, resize))
                 drafted = img.size
                 img.load()
-                with _quiet():
-                    orientation = img.getexif().get(ExifTags.Base.Orientation)
-                # TIFF: Pillow applies the orientation itself and drops the tag (Pillow < 13 did
-                # it during load, so there the size turns).
-                if orientation in _SWAPS_SIDES or img.size == drafted[::-1] != drafted:
+                upright, turned = _upright(img, drafted)
+                if turned:
                     width, height = height, width
-                upright = img.transpose(_UPRIGHT[orientation]) if orientation in _UPRIGHT else img
                 rgb = _to_rgb(upright)
                 if size is not None:
                     rgb = _resize(rgb, size, resize)
-                pixels = np.array(rgb, dtype=np.uint8)
+                pixels = np.array(rgb, dtype=np.uint8)  # a writable, C-contiguous copy
         except Image.DecompressionBombError as exc:
             raise ImageError(name, _bomb_reason(exc, max_pixels)) from exc
         except _DECODE_ERRORS as exc:
             raise ImageError(name, _reason(exc)) from exc
-    return Decoded(np.ascontiguousarray(pixels), width, height)
+    return Decoded(pixels, width, height)
 
 
 def _open_source(source: str | os.PathLike | bytes) -> tuple[BinaryIO, str]:
@@ -173,6 +169,16 @@ def _quiet() -> Iterator[None]:
         yield
 
 
+def _upright(img: Image.Image, drafted: tuple[int, int]) -> tuple[Image.Image, bool]:
+    """Apply the EXIF orientation; also say whether width and height traded places."""
+    with _quiet():
+        orientation = img.getexif().get(ExifTags.Base.Orientation)
+    # TIFF: Pillow applies the orientation itself and drops the tag; before Pillow 13 it did so
+    # during load(), so there the decoded size turns.
+    turned = orientation in _SWAPS_SIDES or img.size == drafted[::-1] != drafted
+    return (img.transpose(_UPRIGHT[orientation]) if orientation in _UPRIGHT else img), turned
+
+
 def _draft_request(width: int, height: int, size: int, policy: str) -> tuple[int, int]:
     """The smallest decode size whose sides still cover what the policy samples from."""
     if policy == "letterbox":  # only the long side must reach size
@@ -185,7 +191,7 @@ def _to_rgb(img: Image.Image) -> Image.Image:
     """8-bit RGB from any mode Pillow opens; transparency becomes white."""
     if img.mode == "RGB":
         return img
-    if img.mode == "I" or img.mode.startswith("I;16"):  # 16-bit grey: 65535 -> 255, no clipping
+    if img.mode == "I" or img.mode.startswith("I;16"):  # 16-bit grey: /257, not clipped at 255
         grey = (np.clip(np.asarray(img), 0, 65535).astype(np.uint32) + 128) // 257
         return Image.fromarray(grey.astype(np.uint8), "L").convert("RGB")
     if img.mode == "F":  # float grey on Pillow's 0..255 scale

@@ -9,6 +9,7 @@ import os
 import struct
 import warnings
 import zlib
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -470,6 +471,20 @@ def test_no_pillow_bomb_warning_leaks(tmp_path):
                max_pixels=50_000_000)
         raises(path, match=r"big\.png: truncated image file")  # allowed, so decoded: no data
     assert [w for w in caught if issubclass(w.category, Image.DecompressionBombWarning)] == []
+
+
+# --- threads -------------------------------------------------------------------------------
+
+
+def test_threads_get_the_same_pixels_and_leave_warning_filters_alone(tmp_path):
+    paths = [save(thirds(60 + i, 40), tmp_path / f"t{i}.png") for i in range(4)]
+    paths += [oriented(tmp_path / f"o{i}.jpg", (400, 200), orientation=6 + i % 3) for i in range(4)]
+    expected = [load_image(p, size=16).pixels for p in paths]
+    before = list(warnings.filters)
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        got = list(pool.map(lambda p: load_image(p, size=16).pixels, paths * 4))
+    assert all(np.array_equal(g, expected[i % len(paths)]) for i, g in enumerate(got))
+    assert warnings.filters == before
 
 
 # --- shipped examples ----------------------------------------------------------------------
