@@ -393,12 +393,13 @@ class State:
         if size is not None:
             self.shas_by_size.setdefault(size, set()).add(sha)
 
-    def unchanged(self, path: str, size: int | None, mtime_ns: int | None) -> bool:
-        """Same size and mtime as recorded. Old error rows are tried again (they depend on
-        --max-pixels, permissions...); errors of this run's own parts are not."""
+    def unchanged(self, path: str, size: int | None, mtime_ns: int | None,
+                  retry_errors: bool = False) -> bool:
+        """Same size and mtime as recorded, so the file is not read again. An error row
+        counts too unless ``retry_errors`` (its file changes when someone repairs it)."""
         k = self.known.get(path)
         return (k is not None and k.size == size and k.mtime_ns == mtime_ns
-                and (k.ok or k.source != OLD))
+                and (k.ok or not retry_errors))
 
     def hints(self, size: int | None, limit: int = 8) -> tuple[str, ...]:
         """sha256 values a file of this size may turn out to have (then it is not decoded)."""

@@ -1,1 +1,146 @@
-"""(being written)"""
+"""``artylyze tag``: parse options, call :func:`artylyze.engine.tag_collection`, print a summary.
+
+Exit status: 0 when the run completed, even if some files are bad (they get error rows);
+1 with ``--strict`` and any bad file, or when every file found failed (nothing could be
+tagged); 2 when the run could not start or finish (no collection, no images, bad bundle,
+output locked by another run).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from artylyze.cli.errors import cli_errors
+
+# = artylyze.imaging.DEFAULT_MAX_PIXELS, not imported so that --help stays fast
+MAX_PIXELS_DEFAULT = 180_000_000
+
+
+def tag(
+    collection: Annotated[Path, typer.Argument(
+        help="Folder of images, searched recursively.")],
+    out: Annotated[str, typer.Option(
+        "--out", "-o", help="Output Parquet file; DIR/ (trailing slash or an existing "
+        "folder) writes a Parquet dataset of part files instead.")],
+    model: Annotated[Path | None, typer.Option(
+        "--model", file_okay=False, help="Model bundle folder (default: the shipped one).")] = None,
+    batch_size: Annotated[int, typer.Option(
+        "--batch-size", min=1, help="Images per inference call.")] = 32,
+    workers: Annotated[int | None, typer.Option(
+        "--workers", min=1, help="Decode workers (default: the cores not given to "
+        "inference; workers + threads never exceed the usable cores).")] = None,
+    threads: Annotated[int | None, typer.Option(
+        "--threads", min=1, help="onnxruntime threads (default: 3/4 of the usable cores "
+        "on CPU, 1 on GPU).")] = None,
+    device: Annotated[str, typer.Option("--device", help="cpu, cuda or auto.")] = "cpu",
+    top_k: Annotated[int, typer.Option(
+        "--top-k", min=1, help="Labels kept per task, best first.")] = 3,
+    include: Annotated[list[str] | None, typer.Option(
+        "--include", help="Only files matching this glob (repeatable). A glob with / "
+        "matches the path from the collection root, else the file name.")] = None,
+    exclude: Annotated[list[str] | None, typer.Option(
+        "--exclude", help="Skip files and folders matching this glob (repeatable).")] = None,
+    full: Annotated[bool, typer.Option(
+        "--full", help="Tag everything again, ignoring earlier results.")] = False,
+    prune: Annotated[bool, typer.Option(
+        "--prune", help="Drop rows of files no longer found (default: keep them, so an "
+        "unmounted or moved folder does not wipe results).")] = False,
+    retry_errors: Annotated[bool, typer.Option(
+        "--retry-errors", help="Read files that failed before again even if unchanged "
+        "(e.g. after raising --max-pixels).")] = False,
+    strict: Annotated[bool, typer.Option(
+        "--strict", help="Exit 1 if any file could not be tagged.")] = False,
+    quiet: Annotated[bool, typer.Option(
+        "--quiet", "-q", help="No progress and no summary; warnings still go to stderr.")] = False,
+    max_pixels: Annotated[int, typer.Option(
+        "--max-pixels", min=1, help="Refuse images larger than this (decompression "
+        "bombs); they get an error row.")] = MAX_PIXELS_DEFAULT,
+    commit_every: Annotated[int, typer.Option(
+        "--commit-every", min=1, help="Rows per committed chunk: a crash loses at most "
+        "this many (or 60 s of work).")] = 4096,
+    executor: Annotated[str, typer.Option(
+        "--executor", help="Decode in 'thread's (default) or 'process'es.")] = "thread",
+) -> None:
+    """Tag every image under COLLECTION: style, genre, artist, nationality, period, embedding.
+
+    Incremental: only new or changed files are read; a file whose content was seen before
+    (touched, renamed, copied) keeps its results without inference. Safe to kill: the next
+    run resumes. Exit 0 when done (bad files get error rows), 1 with --strict and any bad
+    file or when every file failed, 2 when the run cannot start (no images, bad bundle,
+    output locked by another run).
+    """
+    from artylyze.bundle import load_bundle
+    from artylyze.engine import TagOptions, tag_collection
+    from artylyze.progress import make_progress
+
+    options = TagOptions(
+        batch_size=batch_size, workers=workers, threads=threads, top_k=top_k,
+        include=tuple(include or ()), exclude=tuple(exclude or ()), full=full, prune=prune,
+        retry_errors=retry_errors,
+        max_pixels=max_pixels, commit_every=commit_every, executor=executor,
+    )
+    with cli_errors():
+        bundle = load_bundle(model, device=device, threads=threads)
+        progress = make_progress(quiet=quiet)
+        try:
+            summary = tag_collection(collection, out, bundle, options, progress)
+        finally:
+            bundle.close()
+    if quiet:
+        for w in summary.warnings:
+            typer.echo(f"warning: {w}", err=True)
+    else:
+        typer.echo(format_summary(summary))
+    if summary.files_seen and summary.ok_files == 0:
+        typer.secho(f"error: none of the {summary.files_seen} files could be tagged",
+                    err=True, fg=typer.colors.RED)
+        raise typer.Exit(1)
+    if strict and summary.errors:
+        typer.secho(f"error: {summary.errors} files could not be tagged (--strict)",
+                    err=True, fg=typer.colors.RED)
+        raise typer.Exit(1)
+
+
+def _seconds(s: float) -> str:
+    return f"{s:.1f}s" if s < 60 else f"{int(s // 60)}m{int(s % 60):02d}s"
+
+
+def format_summary(s) -> str:
+    """The end-of-run report: counts, errors by kind, time, throughput, stage times."""
+    kinds = ", ".join(f"{k} {n}" for k, n in s.errors_by_kind.most_common())
+    done = (f"{s.output} is up to date ({s.rows_written:,} rows)" if s.output_unchanged
+            else f"wrote {s.rows_written:,} rows to {s.output}")
+    lines = [
+        f"{done} in {_seconds(s.seconds)} ({s.files_per_second:.1f} files/s)",
+        f"  files seen {s.files_seen:,}: tagged {s.tagged:,}, reused {s.reused:,} "
+        f"(same content), unchanged {s.unchanged:,}, errors {s.errors:,}"
+        + (f" ({kinds})" if kinds else ""),
+    ]
+    if s.resumed:
+        lines.append(f"  resumed {s.resumed:,} rows from an interrupted run")
+    if s.pruned:
+        lines.append(f"  pruned {s.pruned:,} rows of files no longer found")
+    if s.missing_kept:
+        lines.append(f"  kept {s.missing_kept:,} rows of files no longer found "
+                     "(--prune drops them)")
+    st = s.stages
+    stages = (f"walk {_seconds(st.walk)}, plan {_seconds(st.plan)}, decode wait "
+              f"{_seconds(st.decode_wait)}, inference {_seconds(st.inference)}, write "
+              f"{_seconds(st.write)}, merge {_seconds(st.merge)}")
+    lines.append(f"  stages: {stages}{_bottleneck(s)}")
+    lines.append(f"  model {s.model}; {s.images_inferred:,} images in {s.inference_calls:,} "
+                 f"inference calls; {s.workers} decode {s.executor}s, {s.threads} inference "
+                 "threads")
+    lines += [f"  warning: {w}" for w in s.warnings]
+    return "\n".join(lines)
+
+
+def _bottleneck(s) -> str:
+    st = s.stages
+    if st.inference + st.decode_wait < 1.0:
+        return ""
+    if st.decode_wait > st.inference:
+        return " (decode-bound: more --workers may help)"
+    return " (inference-bound: more --threads or --device cuda may help)"
