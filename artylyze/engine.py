@@ -40,6 +40,7 @@ from artylyze.store import (
     OutputLock,
     OutputTarget,
     PartWriter,
+    Prediction,
     State,
     build_row,
     encode_path,
@@ -299,8 +300,9 @@ class _Run:
         self.progress.advance(1, self.summary.errors)
 
     def row(self, entry: FileEntry, sha: str | None, *, error: str | None = None,
-             width: int | None = None, height: int | None = None, prediction=None,
-             now: datetime | None = None) -> None:
+            width: int | None = None, height: int | None = None,
+            prediction: Prediction | None = None, now: datetime | None = None) -> None:
+        """Add the row of one file (ok with a prediction, else an error) to the chunk."""
         path = encode_path(entry.rel)
         self.rows.append(build_row(path, entry.size, entry.mtime_ns, sha256=sha, model=self.model,
                                    tagged_at=now or datetime.now(timezone.utc), width=width,
@@ -408,17 +410,18 @@ def tag_collection(root: str | os.PathLike[str], out: str | os.PathLike[str], bu
     return summary
 
 
-def _process(files: list[FileEntry], bundle: Bundle, options: TagOptions, state: State,
-             target: OutputTarget, summary: TagSummary, progress: Progress) -> None:
-    """Decode and infer every file the state does not already cover."""
+def _plan(files: list[FileEntry], state: State, options: TagOptions, summary: TagSummary
+          ) -> tuple[list[tuple[FileEntry, DecodeJob]], list[FileEntry]]:
+    """Split the files into: unchanged (counted, skipped), to decode, and already failed."""
     todo: list[tuple[FileEntry, DecodeJob]] = []
     failed: list[FileEntry] = []
-    unchanged_errors = 0
     for entry in files:
         path = encode_path(entry.rel)
         if state.unchanged(path, entry.size, entry.mtime_ns, options.retry_errors):
             summary.unchanged += 1
-            unchanged_errors += not state.known[path].ok
+            if not state.known[path].ok:
+                summary.errors += 1
+                summary.errors_by_kind["unchanged"] += 1
         elif entry.error is not None:
             failed.append(entry)
         else:
@@ -427,9 +430,13 @@ def _process(files: list[FileEntry], bundle: Bundle, options: TagOptions, state:
             if old is not None and old.ok and old.sha256 and old.sha256 not in hints:
                 hints = (*hints, old.sha256)
             todo.append((entry, DecodeJob(entry.abspath, hints)))
-    summary.errors += unchanged_errors
-    if unchanged_errors:
-        summary.errors_by_kind["unchanged"] += unchanged_errors
+    return todo, failed
+
+
+def _process(files: list[FileEntry], bundle: Bundle, options: TagOptions, state: State,
+             target: OutputTarget, summary: TagSummary, progress: Progress) -> None:
+    """Decode and infer every file the state does not already cover."""
+    todo, failed = _plan(files, state, options, summary)
     if options.threads is None and bundle.threads:
         options = replace(options, threads=bundle.threads)
     workers, threads = plan_threads(options, bundle.device)

@@ -108,8 +108,8 @@ def rows_by_path(out: Path | str) -> dict[str, dict]:
 
 
 def predictions_of(row: dict) -> tuple:
-    return (row["style"], row["style_score"], row["genre"], tuple(row["embedding"]),
-            row["sha256"], row["width"], row["height"])
+    return (row["status"], row["error"], row["style"], row["style_score"], row["genre"],
+            tuple(row["embedding"] or ()), row["sha256"], row["width"], row["height"])
 
 
 def test_every_odd_or_broken_file_gets_a_row_and_the_run_completes(tmp_path: Path,
@@ -301,3 +301,17 @@ def test_summary_reports_counts_and_stages(tmp_path: Path, bundle_dir: Path) -> 
         in text
     assert "stages: walk" in text and "inference" in text and "decode wait" in text
     assert "3 images in 1 inference calls; 1 decode threads, 1 inference threads" in text
+
+
+def test_decoding_in_spawned_processes_gives_the_same_rows(tmp_path: Path,
+                                                           bundle_dir: Path) -> None:
+    write_pictures(tmp_path / "col", 4)
+    (tmp_path / "col" / "bad.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
+    threads = run(tmp_path / "col", tmp_path / "t.parquet", bundle_dir, executor="thread")
+    procs = run(tmp_path / "col", tmp_path / "p.parquet", bundle_dir, executor="process",
+                workers=2)
+    assert (procs.tagged, procs.errors, procs.executor) == (4, 1, "process")
+    a, b = rows_by_path(tmp_path / "t.parquet"), rows_by_path(tmp_path / "p.parquet")
+    assert a.keys() == b.keys()
+    assert all(predictions_of(a[p]) == predictions_of(b[p]) for p in a)
+    assert threads.tagged == 4
