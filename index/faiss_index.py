@@ -215,6 +215,7 @@ def save_index(index: faiss.Index, path: str | Path) -> None:
     os.close(fd)
     try:
         faiss.write_index(index, tmp)
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; an index is meant to be shared
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

@@ -41,6 +41,7 @@ from artylyze.bundle import DEFAULT_BUNDLE_DIR
 #: The reference gallery that ships with ArtyLyze (wikiart11, default bundle).
 DEFAULT_GALLERY_DIR = DEFAULT_BUNDLE_DIR.parent / "gallery"
 FORMAT_VERSION = 1
+FILE_MODE = 0o644
 KIND = "artylyze-index"
 MANIFEST_FILE = "manifest.json"
 FAISS_FILE = "vectors.faiss"
@@ -129,6 +130,7 @@ def atomic_write(path: Path, write: Callable[[IO[bytes]], None]) -> None:
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)
+        os.chmod(tmp, FILE_MODE)  # mkstemp makes 0600; an index is meant to be shared
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
@@ -233,8 +235,8 @@ def load_index_dir(path: str | Path, verify: bool = True) -> IndexDir:
         raise IndexStoreError(f"{path / FAISS_FILE}: holds {index.ntotal} vectors of {index.d} "
                               f"dims, the manifest says {count} of {dim}")
     set_params(index, manifest.get("search_params") or {})
-    try:
-        rows = pq.read_table(path / ROWS_FILE)
+    try:  # ParquetFile, not read_table: it skips pyarrow.dataset (and its pandas import)
+        rows = pq.ParquetFile(path / ROWS_FILE).read()
     except (pa.ArrowInvalid, OSError) as e:
         raise IndexStoreError(f"{path / ROWS_FILE}: not a readable Parquet file ({e})") from e
     if rows.num_rows != count or "path" not in rows.column_names:
