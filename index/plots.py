@@ -56,18 +56,20 @@ def elbow_chart(kmeans: dict[str, Any], gmm: dict[str, Any], path: str | Path) -
     plt = _pyplot()
     sweep = kmeans["sweep"]
     ks = [r["k"] for r in sweep]
-    fig, axes = plt.subplots(1, 3, figsize=(14, 3.8))
+    fig, axes = plt.subplots(1, 3, figsize=(15, 3.8))
+    fig.subplots_adjust(wspace=0.6)
     axes[0].plot(ks, [r["inertia"] for r in sweep], "o-")
     axes[0].axvline(kmeans["k"], color="grey", ls="--")
     axes[0].set(title="KMeans elbow", xlabel="k", ylabel="inertia")
     scored = [r for r in sweep if "silhouette" in r]
-    axes[1].plot([r["k"] for r in scored], [r["silhouette"] for r in scored], "o-",
-                 label="silhouette (higher is better)")
-    axes[1].plot([r["k"] for r in scored], [r["davies_bouldin"] for r in scored], "s-",
-                 label="Davies-Bouldin (lower is better)")
+    ks_scored = [r["k"] for r in scored]
+    axes[1].plot(ks_scored, [r["silhouette"] for r in scored], "o-", color="#4a7fb5")
+    axes[1].set_ylabel("silhouette (higher is better)", color="#4a7fb5")
+    twin = axes[1].twinx()  # the two scores live on different scales
+    twin.plot(ks_scored, [r["davies_bouldin"] for r in scored], "s-", color="#d08a2e")
+    twin.set_ylabel("Davies-Bouldin (lower is better)", color="#d08a2e")
     axes[1].axvline(kmeans["k"], color="grey", ls="--")
     axes[1].set(title="KMeans cluster quality", xlabel="k")
-    axes[1].legend(fontsize=8)
     bics = gmm["sweep"]
     axes[2].plot([r["k"] for r in bics], [r["bic"] for r in bics], "o-", color="#b5574a")
     axes[2].axvline(gmm["k"], color="grey", ls="--")
