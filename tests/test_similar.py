@@ -143,3 +143,15 @@ def test_influence_is_a_distribution_over_clusters(collection: dict[str, Path],
     assert result["source"] == "index"
     assert result["predicted"]["style"][0]["label"] in ("Baroque", "Cubism", "Impressionism",
                                                        "Pop_Art")
+
+
+def test_query_side_never_imports_torch_or_sklearn() -> None:
+    import subprocess
+    import sys
+
+    code = ("import sys, artylyze.index.search, artylyze.index.influence, artylyze.index.html, "
+            "artylyze.cli.similar, artylyze.cli.index, artylyze.index.build, "
+            "artylyze.index.report; print(sorted(m for m in ('torch', 'sklearn', 'pandas') "
+            "if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
