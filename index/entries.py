@@ -315,8 +315,8 @@ def _year(value: Any) -> int | None:
     text = _clean(value)
     if text is None:
         return None
-    m = re.match(r"^\s*(\d{3,4})", text)
-    return int(m.group(1)) if m else None
+    m = re.search(r"\d{3,4}", text)  # "1890", "c. 1890", "1890-1892" -> 1890
+    return int(m.group(0)) if m else None
 
 
 def with_period(entries: Entries) -> Entries:

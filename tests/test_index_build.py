@@ -11,10 +11,11 @@ import pytest
 from artylyze.index.build import BuildOptions, build
 from artylyze.index.entries import join_labels, parse_file_name, period_of, read_meta
 from artylyze.index.errors import IndexBuildError, IndexStoreError
-from artylyze.index.faiss_index import build_index, choose_factory, search
+from artylyze.index.faiss_index import build_index, choose_factory, reconstruct, search
 from artylyze.index.reduce import fit_pca
 from artylyze.index.store import FAISS_FILE, MANIFEST_FILE, ROWS_FILE, load_index_dir
 from test_index_support import GENRES, STYLES, planted, planted_meta, write_meta
+from tiny_bundle import make_tiny_bundle
 
 from artylyze.errors import ArtyLyzeError
 
@@ -96,6 +97,8 @@ def _clustered(n: int, dim: int, seed: int) -> np.ndarray:
 
 @pytest.mark.parametrize("factory", ["Flat", "IVF32,Flat", "HNSW16,Flat", "SQfp16"])
 def test_exact_and_approximate_indexes_find_a_planted_neighbour(factory: str) -> None:
+    """The neighbour is planted; every index type must rank it first, and give back stored
+    vectors (queries by a path already in the index use them)."""
     x = _clustered(3000, 32, seed=1)
     rng = np.random.default_rng(2)
     query = x[1234] + 0.01 * rng.normal(size=32).astype(np.float32)
@@ -106,6 +109,7 @@ def test_exact_and_approximate_indexes_find_a_planted_neighbour(factory: str) ->
     assert scores[0, 0] > 0.99
     assert built.recall >= 0.95
     assert built.recall_queries == (0 if factory == "Flat" else 200)
+    np.testing.assert_allclose(reconstruct(built.index, [1234, 7]), x[[1234, 7]], atol=1e-3)
 
 
 def test_index_type_is_chosen_by_size() -> None:
@@ -149,6 +153,13 @@ def test_themes_use_ground_truth_when_given(tmp_path: Path) -> None:
         "label": "landscape", "share": 1.0, "count": 20}
     assert by_style["Cubism"]["labels"]["period"]["top"][0]["label"] == "1800-1849"
     assert by_style["Baroque"]["name"] == "Baroque · landscape · 1700-1749"
+
+
+def test_a_bundle_of_another_model_is_refused_at_build(tmp_path: Path) -> None:
+    bundle = make_tiny_bundle(tmp_path / "bundle")
+    with pytest.raises(IndexBuildError, match=r"bundle .* is model 'tiny@\w+', but the "
+                                              "collection was tagged with 'synthetic@"):
+        build(planted_meta(tmp_path), tmp_path / "idx", BuildOptions(bundle_dir=bundle))
 
 
 def test_pca_options_are_exclusive(tmp_path: Path) -> None:
