@@ -183,17 +183,35 @@ def _vectors(table: pa.Table, source: str) -> np.ndarray:
     return np.ascontiguousarray(vectors / norms, dtype=np.float32)
 
 
-def read_meta(path: str | Path) -> Entries:
-    """Load the ``status == ok`` rows of a meta.parquet; refuse one that mixes models."""
-    source = str(path)
-    if not Path(path).is_file():
-        raise IndexBuildError(f"{source}: no such file")
+def _parquet_files(path: Path) -> list[Path]:
+    """A meta.parquet file, or the part files of a ``tag --out DIR/`` dataset."""
+    if path.is_file():
+        return [path]
+    if path.is_dir():
+        files = sorted(p for p in path.glob("*.parquet") if not p.name.startswith((".", "_")))
+        if files:
+            return files
+        raise IndexBuildError(f"{path}: a directory without .parquet files")
+    raise IndexBuildError(f"{path}: no such file")
+
+
+def _read_parquet(path: Path) -> tuple[pa.Schema, pa.Table]:
+    files = _parquet_files(path)
     try:
-        pf = pq.ParquetFile(path)
-        schema = pf.schema_arrow
-        table = pf.read()
+        first = pq.ParquetFile(files[0])
+        schema = first.schema_arrow
+        tables = [first.read()] + [pq.ParquetFile(f).read() for f in files[1:]]
+        table = pa.concat_tables(tables) if len(tables) > 1 else tables[0]
     except (pa.ArrowInvalid, OSError) as e:
-        raise IndexBuildError(f"{source}: not a readable Parquet file ({e})") from e
+        raise IndexBuildError(f"{path}: not a readable Parquet file ({e})") from e
+    return schema, table
+
+
+def read_meta(path: str | Path) -> Entries:
+    """Load the ``status == ok`` rows of a meta.parquet (file, or dataset directory);
+    refuse one that mixes models."""
+    source = str(path)
+    schema, table = _read_parquet(Path(path))
     missing = [c for c in ("path", "status", "embedding", "model") if c not in schema.names]
     if missing:
         raise IndexBuildError(f"{source}: not an ArtyLyze meta.parquet, missing columns {missing}")

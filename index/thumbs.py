@@ -15,10 +15,13 @@ GREY = (150, 150, 150)
 
 
 def locate(root: str | None, rel_path: str) -> Path | None:
-    """The file of an indexed row: ``root/path`` (or ``path`` itself when absolute)."""
+    """The file of an indexed row: ``root/path`` (or ``path`` itself when absolute); names
+    that are not UTF-8 are stored escaped in meta.parquet and decoded here."""
+    from artylyze.store import file_path
+
     path = Path(rel_path)
     if not path.is_absolute() and root:
-        path = Path(root) / rel_path
+        path = Path(file_path(root, rel_path))
     return path if path.is_file() else None
 
 

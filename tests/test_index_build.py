@@ -53,6 +53,18 @@ def test_a_parquet_mixing_models_is_refused(tmp_path: Path) -> None:
         read_meta(tmp_path / "m.parquet")
 
 
+def test_a_dataset_directory_of_parts_is_read_whole(tmp_path: Path) -> None:
+    x, styles, _ = planted(n_per=4)
+    (tmp_path / "meta").mkdir()
+    for part in range(2):
+        sl = slice(6 * part, 6 * part + 6)
+        write_meta(tmp_path / "meta" / f"part-{part:05d}.parquet",
+                   [f"p{i}.jpg" for i in range(12)][sl], x[sl], {"style": styles[sl]},
+                   {"style": STYLES}, "m@1", tmp_path)
+    entries = read_meta(tmp_path / "meta")
+    assert entries.count == 12 and entries.rows.column("path").to_pylist()[6] == "p6.jpg"
+
+
 def test_not_a_parquet_is_a_clear_error(tmp_path: Path) -> None:
     (tmp_path / "m.parquet").write_text("hello")
     with pytest.raises(IndexBuildError, match="not a readable Parquet"):
