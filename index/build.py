@@ -112,7 +112,14 @@ def build(meta: str | Path, out: str | Path, opts: BuildOptions | None = None,
     out = Path(out)
     if opts.pca is not None and opts.pca_variance is not None:
         raise IndexBuildError("give --pca or --pca-variance, not both")
+    if opts.covariance not in cl.COVARIANCE_TYPES:
+        raise IndexBuildError(f"covariance type must be one of {cl.COVARIANCE_TYPES}, "
+                              f"got {opts.covariance!r}")
     entries = read_meta(meta)
+    for name, k in (("--k", opts.kmeans_k), ("--gmm-k", opts.gmm_k)):
+        if k is not None and not 1 <= k <= entries.count:
+            raise IndexBuildError(f"{name} {k}: must be between 1 and the {entries.count} "
+                                  "entries")
     log(f"{entries.count} entries with status ok ({entries.rows_error} error rows skipped), "
         f"{entries.dim}-dim embeddings from {entries.model_id}")
     if opts.labels is not None:
