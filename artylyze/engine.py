@@ -14,6 +14,18 @@ without a copy. ``executor="process"`` remains for decoders that hold the GIL.
 Incremental: a file whose (size, mtime_ns) matches the previous output is not touched; one
 whose sha256 matches an ok row (touched, renamed or duplicated file) gets that row's
 predictions without inference. Use :func:`tag_collection`; the CLI is a thin wrapper.
+
+Choices, so that a nightly cron run is safe and cheap:
+
+- Rows of files no longer found are kept unless ``prune``: an unmounted share or a moved
+  folder must not wipe results (and files under a directory that could not be read are
+  never pruned). ``full`` rebuilds the output from the files found now.
+- Results are reused only from rows of the same model and ``top_k``; anything else is
+  tagged again. Unchanged files that failed keep their error row (``retry_errors`` reads
+  them again: errors depend on ``max_pixels`` and permissions).
+- A run that finds nothing new leaves the output file untouched (``output_unchanged``).
+- No image files at all raises :class:`TagError` and writes nothing: an empty mount point
+  must not produce an empty result.
 """
 
 from __future__ import annotations
@@ -396,6 +408,7 @@ def tag_collection(root: str | os.PathLike[str], out: str | os.PathLike[str], bu
         summary.resumed = state.resumed_rows
         summary.stages.plan = time.perf_counter() - t0
         _process(walked.files, bundle, options, state, target, summary, progress)
+        bundle.close()  # frees onnxruntime's arena before the merge; reopened on next use
         _sweep(walked, state, options.prune, summary)
         t0 = time.perf_counter()
         parts = sorted(target.workdir.glob("part-*.parquet"))

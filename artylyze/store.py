@@ -139,7 +139,7 @@ def make_schema(manifest: Manifest, root: str = "", top_k: int = 3) -> pa.Schema
     ]
     metadata = {
         META_BUNDLE: json.dumps(manifest.to_dict(), ensure_ascii=False).encode(),
-        META_ROOT: root.encode("utf-8", "backslashreplace"),
+        META_ROOT: encode_path(root).encode(),  # same escaping as ``path``
         META_SCHEMA_VERSION: SCHEMA_VERSION.encode(),
         META_TOP_K: str(top_k).encode(),
     }
@@ -424,9 +424,9 @@ def load_state(target: OutputTarget, key: str, full: bool) -> State:
             state.discarded = (f"{target.path} was made with {old_key or 'an unknown model'}; "
                                "every file is tagged again")
     run = _read_json(target.workdir / "run.json")
-    if run and (run.get("key") != key or (full and not run.get("full"))):
-        shutil.rmtree(target.workdir, ignore_errors=True)
-    elif run:
+    if not run or run.get("key") != key or (full and not run.get("full")):
+        shutil.rmtree(target.workdir, ignore_errors=True)  # another model's or no run's
+    else:
         for part in sorted(target.workdir.glob("part-*.parquet")):
             number = int(part.stem.split("-")[1])
             for p, k in _known_rows(part, number):
@@ -458,13 +458,16 @@ def _key_from_metadata(meta: dict[bytes, bytes]) -> str | None:
 
 
 def _known_rows(path: Path, source: int) -> Iterator[tuple[str, Known]]:
+    """(path, Known) of every row, read in batches of the five small columns only."""
+    columns = ["path", "size", "mtime_ns", "sha256", "status"]
     try:
-        t = pq.read_table(path, columns=["path", "size", "mtime_ns", "sha256", "status"])
+        batches = pq.ParquetFile(path).iter_batches(batch_size=65536, columns=columns)
+        for batch in batches:
+            cols = [batch.column(c).to_pylist() for c in columns]
+            for p, size, mtime, sha, status in zip(*cols, strict=True):
+                yield p, Known(size, mtime, sha, status == "ok", source)
     except (OSError, pa.ArrowException) as e:
         raise StoreError(f"cannot read {path} ({e}); move it away or run with --full") from e
-    cols = [t.column(c).to_pylist() for c in ("path", "size", "mtime_ns", "sha256", "status")]
-    for p, size, mtime, sha, status in zip(*cols, strict=True):
-        yield p, Known(size, mtime, sha, status == "ok", source)
 
 
 def _reused_records(part: Path) -> list[tuple[str, int, int, str]]:

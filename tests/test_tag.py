@@ -315,3 +315,39 @@ def test_decoding_in_spawned_processes_gives_the_same_rows(tmp_path: Path,
     assert a.keys() == b.keys()
     assert all(predictions_of(a[p]) == predictions_of(b[p]) for p in a)
     assert threads.tagged == 4
+
+
+def test_files_under_an_unreadable_dir_are_never_pruned(tmp_path: Path, bundle_dir: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    col = tmp_path / "col"
+    write_pictures(col, 2)
+    write_pictures(col, 2, start=2, sub="locked/")
+    out = tmp_path / "meta.parquet"
+    run(col, out, bundle_dir)
+    real_scandir = os.scandir
+
+    def scandir(path):
+        if str(path).endswith("locked"):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    (col / "img000.jpg").unlink()
+    s = run(col, out, bundle_dir, prune=True)
+    assert s.pruned == 1 and [p.kind for p in s.walk_problems] == ["unreadable_dir"]
+    assert any("cannot list directory locked" in w for w in s.warnings)
+    assert sorted(rows_by_path(out)) == ["img001.png", "locked/img002.jpg", "locked/img003.png"]
+
+
+def test_parts_of_an_interrupted_run_with_another_model_are_discarded(
+        tmp_path: Path, bundle_dir: Path) -> None:
+    write_pictures(tmp_path / "col", 3)
+    out = tmp_path / "meta.parquet"
+    run(tmp_path / "col", out, bundle_dir)
+    workdir = OutputTarget.resolve(out).workdir
+    workdir.mkdir()
+    (workdir / "run.json").write_text(json.dumps({"key": "other@123|top_k=3", "full": False}))
+    (workdir / "part-00000.parquet").write_bytes(out.read_bytes())
+    s = run(tmp_path / "col", out, bundle_dir, full=True)
+    assert (s.resumed, s.images_inferred) == (0, 3)
+    assert not workdir.exists()
