@@ -388,6 +388,7 @@ def tag_collection(root: str | os.PathLike[str], out: str | os.PathLike[str], bu
         if lock.took_over:
             _warn(summary, progress, f"took over the stale lock of {lock.took_over}")
         target.recover()
+        target.check_replaceable()
         t0 = time.perf_counter()
         walked = walk_collection(root, options.include, options.exclude)
         summary.stages.walk = time.perf_counter() - t0

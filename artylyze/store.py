@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import socket
 import time
@@ -234,6 +235,16 @@ class OutputTarget:
         if dataset and path.exists() and not path.is_dir():
             raise StoreError(f"--out {text}: a directory was asked but {path} is a file")
         return cls(path, dataset)
+
+    def check_replaceable(self) -> None:
+        """Refuse to replace a directory that holds anything but our part files."""
+        if self.dataset and self.path.is_dir():
+            foreign = sorted(p.name for p in self.path.iterdir()
+                             if not re.fullmatch(r"part-\d+\.parquet", p.name))
+            if foreign:
+                shown = ", ".join(foreign[:3]) + (", ..." if len(foreign) > 3 else "")
+                raise StoreError(f"--out {self.path}/ holds other files ({shown}); the output "
+                                 "folder is replaced as a whole, so give a new or empty one")
 
     def sibling(self, suffix: str) -> Path:
         return self.path.parent / f".{self.path.name}{suffix}"

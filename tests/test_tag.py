@@ -238,6 +238,11 @@ def test_dataset_output_writes_part_files(tmp_path: Path, bundle_dir: Path) -> N
     assert (s.images_inferred, s.unchanged) == (2, 5)
     assert pd.read_parquet(tmp_path / "meta")["path"].nunique() == 7
     assert not any(p.name.startswith(".") for p in tmp_path.iterdir())  # no work dir left
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("not ours to delete")
+    refused = tag_cli(tmp_path / "col", "--out", f"{tmp_path}/mine/", "--model", bundle_dir)
+    assert refused.exit_code == 2 and "holds other files (notes.txt)" in refused.output
+    assert (tmp_path / "mine" / "notes.txt").exists()
 
 
 def test_odd_file_names_round_trip_to_the_real_file(tmp_path: Path, bundle_dir: Path) -> None:
