@@ -356,3 +356,28 @@ def test_parts_of_an_interrupted_run_with_another_model_are_discarded(
     s = run(tmp_path / "col", out, bundle_dir, full=True)
     assert (s.resumed, s.images_inferred) == (0, 3)
     assert not workdir.exists()
+
+
+def test_rows_match_decoding_and_running_each_image_alone(tmp_path: Path,
+                                                          bundle_dir: Path) -> None:
+    """The engine adds nothing of its own: same pixels as load_image(path), same outputs."""
+    from artylyze.imaging import load_image
+
+    rels = write_pictures(tmp_path / "col", 5)
+    picture(5, (37, 23)).convert("RGBA").save(tmp_path / "col" / "odd.png")
+    out = tmp_path / "meta.parquet"
+    run(tmp_path / "col", out, bundle_dir, batch_size=4)
+    bundle = load_bundle(bundle_dir)
+    m = bundle.manifest
+    rows = rows_by_path(out)
+    for rel in [*rels, "odd.png"]:
+        img = load_image(tmp_path / "col" / rel, size=m.input_size, resize=m.resize)
+        outputs = bundle.run(img.pixels[None])
+        row = rows[rel]
+        assert (row["width"], row["height"]) == (img.width, img.height)
+        np.testing.assert_allclose(row["embedding"], outputs["embedding"][0], rtol=1e-5,
+                                   atol=1e-6)
+        for task in m.task_names:
+            probs = outputs[task][0]
+            assert row[task] == m.labels(task)[int(np.argmax(probs))]
+            assert row[f"{task}_score"] == pytest.approx(float(probs.max()), rel=1e-5)
