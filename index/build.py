@@ -15,9 +15,10 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 from artylyze.index import clusters as cl
-from artylyze.index.entries import Entries, join_labels, read_meta, with_period
+from artylyze.index.entries import Entries, read_meta
 from artylyze.index.errors import IndexBuildError
 from artylyze.index.faiss_index import BuiltIndex, build_index
+from artylyze.index.labels import join_labels, with_period
 from artylyze.index.reduce import PCA, fit_pca
 from artylyze.index.store import ClusterModel, IndexDir, load_index_dir, write_index_dir
 from artylyze.index.themes import centroid_affinity, make_themes

@@ -1,22 +1,21 @@
 """Read a meta.parquet into what an index needs: vectors, one model id, per-entry metadata.
 
-Only ``status == ok`` rows become entries; error rows are counted, never indexed. Ground
-truth (a labels CSV joined on ``path``, or ``true_<task>`` columns already in the Parquet)
-is kept beside the predicted labels so themes can say which one they were built from.
+Only ``status == ok`` rows become entries; error rows are counted, never indexed.
+``true_<task>`` columns already in the Parquet pass through as ground truth (``labels``
+adds them from a CSV); themes prefer them to the predictions.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 from artylyze.index.errors import IndexBuildError
 
@@ -57,7 +56,7 @@ class Entries:
         col = TRUE_PREFIX + name
         if col not in self.rows.column_names:
             return None
-        values = [_clean(v) for v in self.rows.column(col).to_pylist()]
+        values = [clean(v) for v in self.rows.column(col).to_pylist()]
         return values if any(v is not None for v in values) else None
 
     def theme_labels(self) -> tuple[dict[str, list[str | None]], dict[str, str]]:
@@ -70,12 +69,13 @@ class Entries:
             if truth is not None:
                 labels[name], sources[name] = truth, "ground truth"
             elif name in self.tasks:
-                labels[name] = [_clean(v) for v in self.rows.column(name).to_pylist()]
+                labels[name] = [clean(v) for v in self.rows.column(name).to_pylist()]
                 sources[name] = "predicted"
         return labels, sources
 
 
-def _clean(value: Any) -> str | None:
+def clean(value: Any) -> str | None:
+    """A label as text, or None for empty / NaN (unknown)."""
     if value is None:
         return None
     if isinstance(value, float):
@@ -110,36 +110,6 @@ def pretty_artist(slug: str | None) -> str | None:
     if not slug:
         return None
     return " ".join(w.capitalize() for w in re.split(r"[-_ ]+", slug) if w)
-
-
-def _parse_range(label: str) -> tuple[float, float] | None:
-    years = [int(y) for y in re.findall(r"\d{3,4}", label)]
-    low = label.lower()
-    if len(years) >= 2:
-        return float(years[0]), float(years[1])
-    if len(years) == 1:
-        if any(w in low for w in ("before", "pre", "<", "until", "up to")):
-            return float("-inf"), float(years[0])
-        if any(w in low for w in ("after", "+", ">", "since", "post")):
-            return float(years[0]), float("inf")
-    return None
-
-
-def period_of(year: int | None, labels: tuple[str, ...] | None = None) -> str | None:
-    """The period label of a year: one of ``labels`` when they read as year ranges and one
-    covers it, else a half-century bin like ``1850-1899`` (the training manifest's bins)."""
-    if year is None:
-        return None
-    ranges = [(lab, _parse_range(lab)) for lab in labels or ()]
-    if ranges and all(r is not None for _, r in ranges):
-        for lab, (a, b) in ranges:  # type: ignore[misc]
-            if a <= year < b:
-                return lab
-        for lab, (a, b) in ranges:  # type: ignore[misc]
-            if a <= year <= b:
-                return lab
-    start = (year // 50) * 50
-    return f"{start}-{start + 49}"
 
 
 def _metadata(schema: pa.Schema) -> tuple[dict[str, Any] | None, str | None]:
@@ -258,96 +228,3 @@ def _rows(ok: pa.Table, tasks: tuple[str, ...]) -> pa.Table:
         if name.startswith(TRUE_PREFIX) or name == "split":
             cols[name] = ok.column(name).combine_chunks().cast(pa.string())
     return pa.table(cols)
-
-
-def _match_keys(path: str) -> list[str]:
-    """``a/b/c.jpg`` -> [``a/b/c.jpg``, ``b/c.jpg``, ``c.jpg``]: joins survive a different root."""
-    parts = PurePosixPath(path).parts
-    return ["/".join(parts[i:]) for i in range(len(parts))]
-
-
-def read_labels(path: str | Path) -> pa.Table:
-    """A labels CSV with a ``path`` column; every column is read as text (empty = unknown)."""
-    if not Path(path).is_file():
-        raise IndexBuildError(f"{path}: no such labels file")
-    try:
-        first = pacsv.read_csv(path, read_options=pacsv.ReadOptions(block_size=1 << 16))
-        names = first.column_names
-        table = pacsv.read_csv(path, convert_options=pacsv.ConvertOptions(
-            column_types={n: pa.string() for n in names}, strings_can_be_null=True))
-    except (pa.ArrowInvalid, OSError) as e:
-        raise IndexBuildError(f"{path}: not a readable CSV ({e})") from e
-    if "path" not in table.column_names:
-        raise IndexBuildError(f"{path}: labels CSV needs a 'path' column, has {table.column_names}")
-    return table
-
-
-def join_labels(entries: Entries, labels_path: str | Path) -> Entries:
-    """Attach ground truth from a labels CSV (joined on ``path``) as ``true_<column>``.
-
-    Paths are matched exactly, or by their trailing components when the collection was
-    tagged from another root (``images/Baroque/x.jpg`` matches ``Baroque/x.jpg``).
-    """
-    labels = read_labels(labels_path)
-    lookup: dict[str, int] = {}
-    for i, p in enumerate(labels.column("path").to_pylist()):
-        if p:
-            lookup.setdefault(str(p).replace("\\", "/").lstrip("./"), i)
-    index = []
-    for p in entries.rows.column("path").to_pylist():
-        hit = next((lookup[k] for k in _match_keys(p) if k in lookup), None)
-        index.append(hit)
-    matched = sum(i is not None for i in index)
-    if matched == 0:
-        raise IndexBuildError(f"{labels_path}: no path matches a row of {entries.source}; "
-                              "is it the labels file of this collection?")
-    take = pa.array(index, pa.int64())
-    rows = entries.rows
-    for name in labels.column_names:
-        if name == "path":
-            continue
-        values = labels.column(name).take(take)
-        if name == "split":
-            col = "split"
-        elif name == "title":
-            col = "title"
-            values = pc.coalesce(values, rows.column("title"))
-        elif name == "year":
-            years = [_year(v) for v in values.to_pylist()]
-            old = rows.column("year").to_pylist()
-            rows = rows.set_column(rows.column_names.index("year"), "year",
-                                   pa.array([y if y is not None else o
-                                             for y, o in zip(years, old, strict=True)], pa.int32()))
-            col = TRUE_PREFIX + "year"
-        else:
-            col = TRUE_PREFIX + name
-        if col in rows.column_names:
-            rows = rows.set_column(rows.column_names.index(col), col, values)
-        else:
-            rows = rows.append_column(col, values)
-    notes = [*entries.notes, f"labels: {matched} of {entries.count} entries matched {labels_path}"]
-    return replace(entries, rows=rows, labels_file=str(labels_path), notes=notes)
-
-
-def _year(value: Any) -> int | None:
-    text = _clean(value)
-    if text is None:
-        return None
-    m = re.search(r"\d{3,4}", text)  # "1890", "c. 1890", "1890-1892" -> 1890
-    return int(m.group(0)) if m else None
-
-
-def with_period(entries: Entries) -> Entries:
-    """Add ``true_period`` from the ground-truth year when the truth has years but no period,
-    using the bundle's period labels when they read as year ranges."""
-    cols = entries.rows.column_names
-    if TRUE_PREFIX + "period" in cols or TRUE_PREFIX + "year" not in cols:
-        return entries
-    labels = None
-    for task in (entries.bundle or {}).get("tasks", []):
-        if task.get("name") == "period":
-            labels = tuple(task.get("labels", ()))
-    years = [_year(v) for v in entries.rows.column(TRUE_PREFIX + "year").to_pylist()]
-    periods = [period_of(y, labels) for y in years]
-    rows = entries.rows.append_column(TRUE_PREFIX + "period", pa.array(periods, pa.string()))
-    return replace(entries, rows=rows)

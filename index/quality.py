@@ -22,8 +22,9 @@ from typing import Any
 
 import faiss
 import numpy as np
-from artylyze.index.entries import TRUE_PREFIX, join_labels, read_labels, read_meta
+from artylyze.index.entries import TRUE_PREFIX, read_meta
 from artylyze.index.errors import IndexBuildError
+from artylyze.index.labels import join_labels, read_labels
 
 from artylyze.errors import ArtyLyzeError
 

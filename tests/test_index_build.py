@@ -9,9 +9,10 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 from artylyze.index.build import BuildOptions, build
-from artylyze.index.entries import join_labels, parse_file_name, period_of, read_meta
+from artylyze.index.entries import parse_file_name, read_meta
 from artylyze.index.errors import IndexBuildError, IndexStoreError
 from artylyze.index.faiss_index import build_index, choose_factory, reconstruct, search
+from artylyze.index.labels import join_labels, period_of
 from artylyze.index.reduce import fit_pca
 from artylyze.index.store import FAISS_FILE, MANIFEST_FILE, ROWS_FILE, load_index_dir
 from test_index_support import GENRES, STYLES, planted, planted_meta, write_meta
