@@ -1,0 +1,281 @@
+"""Checkpoint -> model bundle: export, check, optionally quantize, then publish atomically.
+
+Order of work: the torch graph is exported to ONNX and checked (``onnx.checker`` and the
+bundle contract), its outputs are compared with torch on real images (parity), for
+``quantize="int8"`` an int8 model is calibrated, evaluated against fp32 on a labelled set
+and timed; only then is ``model.onnx`` written, followed by ``manifest.json``, into a temp
+directory beside ``out_dir`` that replaces it in one rename. A failed check leaves the old
+bundle (if any) untouched.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from artylyze.export import parity as parity_mod
+from artylyze.export.errors import ExportError
+from artylyze.export.graph import DEFAULT_OPSET
+from artylyze.export.quantize import MAX_STYLE_DROP
+from artylyze.export.samples import Sample, batches, dataset_labels, load_pixels, read_samples
+
+from artylyze.bundle import (
+    MANIFEST_FILE,
+    MODEL_FILE,
+    RESIZE_POLICIES,
+    Manifest,
+    Task,
+    load_bundle,
+    sha256_file,
+    usable_cores,
+    write_manifest,
+)
+
+QUANTIZE_CHOICES = ("int8",)
+CHECK_COUNT = 16
+CALIBRATION_COUNT = 128
+BATCH = 16
+
+Progress = Callable[[str, int, int], None]  # (stage, done, total); done=0 opens the stage
+
+
+def export_bundle(
+    ckpt_dir: str | os.PathLike[str],
+    out_dir: str | os.PathLike[str],
+    opset: int = DEFAULT_OPSET,
+    quantize: str | None = None,
+    check_images: str | os.PathLike[str] | None = None,
+    *,
+    check_count: int = CHECK_COUNT,
+    data: str | os.PathLike[str] | None = None,
+    calibration: str | os.PathLike[str] | None = None,
+    calibration_count: int = CALIBRATION_COUNT,
+    eval_labels: str | os.PathLike[str] | None = None,
+    eval_count: int | None = None,
+    max_style_drop: float = MAX_STYLE_DROP,
+    threads: int | None = None,
+    progress: Progress | None = None,
+) -> Manifest:
+    """Export the checkpoint in ``ckpt_dir`` as a bundle in ``out_dir`` and return its manifest.
+
+    ``check_images`` (folder or CSV; default: ``check_count`` wikiart11 test images) drive the
+    parity check. With ``quantize="int8"``: calibration on ``calibration`` (default wikiart11
+    train split), accuracy on ``eval_labels`` (default wikiart11 test split, all of it unless
+    ``eval_count``). ``data`` points at a wikiart11-like folder used for every default.
+    Raises :class:`ExportError` when the graph, parity or the int8 bar fail.
+    """
+    from artylyze.train.checkpoint import load_checkpoint
+
+    if quantize not in (None, *QUANTIZE_CHOICES):
+        raise ExportError(f"unknown quantization {quantize!r}; choose one of {QUANTIZE_CHOICES}")
+    out = Path(out_dir)
+    _check_target(out)
+    report = progress or (lambda stage, done, total: None)
+    model, config = load_checkpoint(ckpt_dir)
+    spec = _bundle_spec(config)
+    size, resize = spec["input_size"], spec["resize"]
+    check_source = check_images if check_images is not None else dataset_labels(data)
+    check = read_samples(check_source, split="test", count=check_count)
+    pixels = load_pixels(check, size, resize)
+    threads = threads or usable_cores()
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    try:
+        with tempfile.TemporaryDirectory(prefix="artylyze-export-") as work_dir:
+            work = Path(work_dir)
+            fp32_path, parity = _export_fp32(model, spec, pixels, work, opset, threads, report)
+            final, quant = fp32_path, {"dtype": "float32"}
+            if quantize == "int8":
+                final = work / "int8.onnx"
+                quant = _quantize(
+                    fp32_path, final, spec, pixels, work, threads, report,
+                    calibration=_source(calibration, data, "train", calibration_count),
+                    evaluation=_source(eval_labels, data, "test", eval_count),
+                    max_style_drop=max_style_drop, reference=parity["reference"],
+                )
+            shutil.copyfile(final, staging / MODEL_FILE)
+        manifest = Manifest(
+            name=spec["name"], backbone=spec["backbone"], input_size=size, resize=resize,
+            tasks=spec["tasks"], embedding_dim=spec["embedding_dim"],
+            model_sha256=sha256_file(staging / MODEL_FILE),
+            extra={
+                "training": config.get("data"),
+                "metrics": config.get("metrics"),
+                "parity": {**parity["report"].to_dict(), "source": _describe(check_source)},
+                "quantization": quant,
+                "opset": opset,
+                "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                "exporter": _versions(),
+            },
+        )
+        write_manifest(staging, manifest)
+        _smoke_test(staging, pixels[:2], spec["tasks"])
+        _publish(staging, out)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return manifest
+
+
+def _bundle_spec(config: dict[str, Any]) -> dict[str, Any]:
+    """What the manifest needs from the checkpoint config, checked before any work."""
+    try:
+        tasks = tuple(Task(str(t["name"]), tuple(str(x) for x in t["labels"]))
+                      for t in config["tasks"])
+        spec = {
+            "backbone": str(config["backbone"]),
+            "tasks": tasks,
+            "embedding_dim": int(config["embedding_dim"]),
+            "input_size": int(config.get("input_size", 224)),
+            "resize": str(config.get("resize", "stretch")),
+        }
+    except (KeyError, TypeError, ValueError) as e:
+        raise ExportError(f"checkpoint config is missing or has a bad field: {e}") from e
+    spec["name"] = str(config.get("name") or f"artylyze-{spec['backbone']}")
+    if spec["resize"] not in RESIZE_POLICIES:
+        raise ExportError(f"checkpoint resize policy {spec['resize']!r} is not one of "
+                          f"{RESIZE_POLICIES}")
+    names = [t.name for t in tasks]
+    if not names or "embedding" in names or len(set(names)) != len(names):
+        raise ExportError(f"task names must be unique, non-empty and not 'embedding': {names}")
+    return spec
+
+
+def _export_fp32(model, spec: dict[str, Any], pixels: np.ndarray, work: Path, opset: int,
+                 threads: int, report: Progress) -> tuple[Path, dict[str, Any]]:
+    """Export the float graph and require parity with torch; returns its path and the report."""
+    from artylyze.export.graph import BundleGraph, export_onnx, torch_outputs
+    from artylyze.export.runtime import open_session, run
+
+    names = [t.name for t in spec["tasks"]]
+    report("export", 0, 1)
+    graph = BundleGraph(model, names)
+    path = work / "fp32.onnx"
+    export_onnx(graph, path, spec["input_size"], opset)
+    report("export", 1, 1)
+    report("parity", 0, len(pixels))
+    reference = torch_outputs(graph, pixels)
+    candidate = run(open_session(path, threads), pixels, ["embedding", *names])
+    result = parity_mod.compare(reference, candidate, names)
+    report("parity", len(pixels), len(pixels))
+    parity_mod.require(result)
+    return path, {"report": result, "reference": reference}
+
+
+def _quantize(fp32_path: Path, int8_path: Path, spec: dict[str, Any], pixels: np.ndarray,
+              work: Path, threads: int, report: Progress, *, calibration: list[Sample],
+              evaluation: tuple[str, list[Sample]], max_style_drop: float,
+              reference: dict[str, np.ndarray]) -> dict[str, Any]:
+    """Quantize, measure (parity vs torch, accuracy vs fp32, speed) and apply the int8 bar."""
+    from artylyze.export.quantize import (
+        benchmark,
+        check_accuracy_bar,
+        compare_accuracy,
+        quantize_int8,
+    )
+    from artylyze.export.runtime import open_session, run
+
+    size, resize, tasks = spec["input_size"], spec["resize"], spec["tasks"]
+    names = [t.name for t in tasks]
+    cal_stream = _counted(batches(calibration, size, resize, BATCH), "calibrate",
+                          len(calibration), report)
+    info = quantize_int8(fp32_path, int8_path, (px for _, px in cal_stream), work)
+
+    int8 = open_session(int8_path, threads)
+    vs_torch = parity_mod.compare(reference, run(int8, pixels, ["embedding", *names]), names)
+    info["parity_vs_torch"] = vs_torch.to_dict()
+
+    source, samples = evaluation
+    report("evaluate", 0, len(samples))
+    done = 0
+
+    def step(n: int) -> None:
+        nonlocal done
+        done += n
+        report("evaluate", done, len(samples))
+
+    accuracy = compare_accuracy(open_session(fp32_path, threads), int8,
+                                batches(samples, size, resize, BATCH), tasks, on_batch=step)
+    info["evaluation"] = {"source": source, "images": len(samples)}
+    info["accuracy"] = accuracy
+    info["max_style_drop"] = max_style_drop
+
+    report("benchmark", 0, 1)
+    speed = benchmark({"fp32": fp32_path, "int8": int8_path}, pixels, threads)
+    speed["speedup"] = round(speed["fp32_ms_per_image"] / speed["int8_ms_per_image"], 2)
+    info["speed"] = speed
+    report("benchmark", 1, 1)
+    check_accuracy_bar(accuracy, max_style_drop)
+    return info
+
+
+def _source(given: str | os.PathLike[str] | None, data: str | os.PathLike[str] | None,
+            split: str, count: int | None) -> Any:
+    """Samples of ``given`` (or of the default data set) in ``split``."""
+    path = given if given is not None else dataset_labels(data)
+    samples = read_samples(path, split=split, count=count)
+    return (_describe(path), samples) if split == "test" else samples
+
+
+def _counted(stream: Iterator[tuple[list[Sample], np.ndarray]], stage: str, total: int,
+             report: Progress) -> Iterator[tuple[list[Sample], np.ndarray]]:
+    report(stage, 0, total)
+    done = 0
+    for chunk, pixels in stream:
+        yield chunk, pixels
+        done += len(chunk)
+        report(stage, done, total)
+
+
+def _describe(path: str | os.PathLike[str]) -> str:
+    """A source as the manifest records it: no absolute paths of the machine that exported."""
+    p = Path(path)
+    return "/".join(p.parts[-3:]) if p.is_absolute() else str(p)
+
+
+def _versions() -> dict[str, str]:
+    import onnx
+    import onnxruntime
+    import torch
+
+    from artylyze import __version__
+
+    return {"artylyze": __version__, "torch": torch.__version__, "onnx": onnx.__version__,
+            "onnxruntime": onnxruntime.__version__}
+
+
+def _smoke_test(bundle_dir: Path, pixels: np.ndarray, tasks: Sequence[Task]) -> None:
+    """Load the staged bundle as users will (sha256 verified) and run it once."""
+    bundle = load_bundle(bundle_dir, threads=1)
+    try:
+        out = bundle.run(pixels)
+    finally:
+        bundle.close()
+    for t in tasks:
+        if out[t.name].shape != (len(pixels), len(t.labels)):
+            raise ExportError(f"bundle output {t.name!r} has shape {out[t.name].shape}")
+
+
+def _check_target(out: Path) -> None:
+    """Refuse to replace a folder that is not a bundle: it may hold someone's files."""
+    if out.exists() and (not out.is_dir() or
+                         (any(out.iterdir()) and not (out / MANIFEST_FILE).is_file())):
+        raise ExportError(f"{out} exists and is not a model bundle; refusing to replace it")
+
+
+def _publish(staging: Path, out: Path) -> None:
+    """Swap the staged bundle in: rename the old one aside, rename the new one in place."""
+    old = None
+    if out.exists():
+        old = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".old", dir=out.parent))
+        os.replace(out, old / out.name)
+    os.replace(staging, out)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
