@@ -381,3 +381,14 @@ def test_rows_match_decoding_and_running_each_image_alone(tmp_path: Path,
             probs = outputs[task][0]
             assert row[task] == m.labels(task)[int(np.argmax(probs))]
             assert row[f"{task}_score"] == pytest.approx(float(probs.max()), rel=1e-5)
+
+
+def test_the_tagging_modules_never_import_torch() -> None:
+    import subprocess
+    import sys
+
+    code = ("import sys, artylyze.engine, artylyze.cli.tag; "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'timm')))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True)
+    assert done.stdout.strip() == "[]"
