@@ -122,7 +122,8 @@ def write_manifest(bundle_dir: str | os.PathLike[str], manifest: Manifest) -> Pa
     """Write ``manifest.json`` atomically (temp file + rename)."""
     path = Path(bundle_dir) / MANIFEST_FILE
     tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(manifest.to_dict(), indent=2, ensure_ascii=False) + "\n")
+    tmp.write_text(json.dumps(manifest.to_dict(), indent=2, ensure_ascii=False) + "\n",
+                   encoding="utf-8")
     os.replace(tmp, path)
     return path
 
@@ -201,9 +202,11 @@ class Bundle:
 
     def run(self, images: np.ndarray) -> dict[str, np.ndarray]:
         """Run a uint8 ``[N, S, S, 3]`` batch; returns ``embedding`` and one array per task."""
-        if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] != 3:
-            raise BundleError(f"expected uint8 [N, H, W, 3] images, got {images.dtype} "
-                              f"{list(images.shape)}")
+        size = self.manifest.input_size
+        if (images.dtype != np.uint8 or images.ndim != 4
+                or images.shape[1:] != (size, size, 3)):
+            raise BundleError(f"expected uint8 [N, {size}, {size}, 3] images, got "
+                              f"{images.dtype} {list(images.shape)}")
         names = ["embedding", *self.manifest.task_names]
         outputs = self.session.run(names, {"image": images})
         return dict(zip(names, outputs, strict=True))
@@ -217,7 +220,7 @@ def load_manifest(bundle_dir: str | os.PathLike[str]) -> Manifest:
     if not path.is_file():
         raise BundleError(f"{path}: no manifest.json; is {bundle_dir} a model bundle?")
     try:
-        data = json.loads(path.read_text())
+        data = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise BundleError(f"{path}: manifest is not valid JSON ({e})") from e
     if not isinstance(data, dict):
