@@ -293,13 +293,13 @@ class OutputLock:
             fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         except FileExistsError:
             return False
-        with os.fdopen(fd, "w") as f:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
             json.dump(info, f)
         return True
 
     def _read(self) -> dict[str, Any]:
         try:
-            data = json.loads(self.path.read_text())
+            data = json.loads(self.path.read_text(encoding="utf-8"))
             return data if isinstance(data, dict) else {}
         except (OSError, ValueError):
             return {}
@@ -347,7 +347,7 @@ class OutputLock:
 
 def _read_json(path: Path) -> dict[str, Any]:
     try:
-        data = json.loads(path.read_text())
+        data = json.loads(path.read_text(encoding="utf-8"))
         return data if isinstance(data, dict) else {}
     except (OSError, ValueError):
         return {}
@@ -559,7 +559,9 @@ def write_output(target: OutputTarget, schema: pa.Schema, state: State, parts: I
     try:
         for tag, path in sources:
             for batch in pq.ParquetFile(path).iter_batches(batch_size=ROW_GROUP_ROWS):
-                table = pa.Table.from_batches([batch]).cast(schema)
+                table = pa.Table.from_batches([batch])
+                if not table.schema.equals(schema, check_metadata=False):
+                    table = table.cast(schema)
                 paths = table.column("path").to_pylist()
                 keep = [(k := known.get(p)) is not None and k.source == tag and not k.reused
                         for p in paths]

@@ -112,8 +112,9 @@ def format_summary(s) -> str:
     kinds = ", ".join(f"{k} {n}" for k, n in s.errors_by_kind.most_common())
     done = (f"{s.output} is up to date ({s.rows_written:,} rows)" if s.output_unchanged
             else f"wrote {s.rows_written:,} rows to {s.output}")
+    rate = f" ({s.files_per_second:.1f} files/s)" if s.processed else ""
     lines = [
-        f"{done} in {_seconds(s.seconds)} ({s.files_per_second:.1f} files/s)",
+        f"{done} in {_seconds(s.seconds)}{rate}",
         f"  files seen {s.files_seen:,}: tagged {s.tagged:,}, reused {s.reused:,} "
         f"(same content), unchanged {s.unchanged:,}, errors {s.errors:,}"
         + (f" ({kinds})" if kinds else ""),
