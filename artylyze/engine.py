@@ -91,13 +91,10 @@ class TagOptions:
     executor: str = "thread"  # decode in threads (Pillow, zlib and hashlib release the GIL)
 
     def check(self) -> None:
-        for name in ("batch_size", "top_k", "max_pixels", "commit_every"):
-            if getattr(self, name) < 1:
-                raise TagError(f"{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
-        for name in ("workers", "threads"):
+        for name in ("batch_size", "top_k", "max_pixels", "commit_every", "workers", "threads"):
             value = getattr(self, name)
             if value is not None and value < 1:
-                raise TagError(f"--{name} must be >= 1, got {value}")
+                raise TagError(f"--{name.replace('_', '-')} must be >= 1, got {value}")
         if self.executor not in EXECUTORS:
             raise TagError(f"executor must be one of {EXECUTORS}, got {self.executor!r}")
 
