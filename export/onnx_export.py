@@ -190,7 +190,8 @@ def _quantize(fp32_path: Path, int8_path: Path, spec: dict[str, Any], pixels: np
 
     int8 = open_session(int8_path, threads)
     vs_torch = parity_mod.compare(reference, run(int8, pixels, ["embedding", *names]), names)
-    info["parity_vs_torch"] = vs_torch.to_dict()
+    # Informational: int8 is not expected to meet the fp32 bar; accuracy decides below.
+    info["vs_torch"] = {k: v for k, v in vs_torch.to_dict().items() if k not in ("passed", "atol")}
 
     source, samples = evaluation
     report("evaluate", 0, len(samples))

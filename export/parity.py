@@ -82,7 +82,9 @@ def compare(reference: dict[str, np.ndarray], candidate: dict[str, np.ndarray],
 
 
 def _max_diff(a: np.ndarray, b: np.ndarray) -> float:
-    return float(np.max(np.abs(a.astype(np.float64) - b.astype(np.float64)), initial=0.0))
+    """Largest absolute difference; NaN or inf anywhere counts as infinitely far."""
+    diff = np.abs(a.astype(np.float64) - b.astype(np.float64))
+    return float(diff.max(initial=0.0)) if np.isfinite(diff).all() else float("inf")
 
 
 def require(report: ParityReport, what: str = "fp32 export") -> None:

@@ -104,7 +104,8 @@ def quantize_int8(fp32_path: Path, out_path: Path, calibration: Iterable[np.ndar
     graph = onnx.load(str(prepared))
     keep_float = float_stem(graph) + float_tail(graph)
     info: dict[str, Any] = {"dtype": "int8", "weights": "int8 per-channel",
-                            "float_nodes": keep_float}
+                            "float": "stem (input normalization, first conv) and outputs "
+                                     f"(softmax, L2 norm): {len(keep_float)} nodes"}
     reader = _Calibration(calibration)
     try:
         quantize_static(
@@ -168,7 +169,7 @@ def check_accuracy_bar(accuracy: dict[str, dict[str, Any]],
     if row is None or not row.get("labelled"):
         raise ExportError(f"cannot check the int8 accuracy bar: no labelled {task!r} images in "
                           "the evaluation set (or the bundle has no such task)")
-    drop = -row["change_points"]
+    drop = 0.0 - row["change_points"]  # not -x: no "-0.00 points"
     if drop > max_drop:
         raise ExportError(
             f"int8 refused: {task} accuracy {100 * row['int8_accuracy']:.2f}% vs fp32 "
