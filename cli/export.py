@@ -38,21 +38,22 @@ def export(
     opset: Annotated[int, typer.Option(
         "--opset", min=18, help="ONNX opset of the graph.")] = DEFAULT_OPSET,
     check_images: Annotated[Path | None, typer.Option(
-        "--check-images", exists=True, help="Folder or CSV of images for the parity check "
-        "(default: wikiart11 test images).")] = None,
+        "--check-images", exists=True, help="Folder, CSV or manifest of images for the "
+        "parity check (default: test images of the default source).")] = None,
     check_count: Annotated[int, typer.Option(
         "--check-count", min=1, help="Images used for the parity check.")] = CHECK_COUNT,
     data: Annotated[Path | None, typer.Option(
-        "--data", exists=True, help="wikiart11-like folder (labels.csv + images/) behind "
-        "every default image set (default: ../shared/datasets/wikiart11).")] = None,
+        "--data", exists=True, help="Default source of images: a wikiart11-like folder "
+        "(labels.csv + images/), CSV or training manifest (default: the manifest the "
+        "checkpoint was trained on, else ../shared/datasets/wikiart11).")] = None,
     calibration: Annotated[Path | None, typer.Option(
-        "--calibration", exists=True, help="Folder or CSV of int8 calibration images "
-        "(default: the training split).")] = None,
+        "--calibration", exists=True, help="Folder, CSV or manifest of int8 calibration "
+        "images (default: train split of the default source).")] = None,
     calibration_count: Annotated[int, typer.Option(
         "--calibration-count", min=1, help="Calibration images.")] = CALIBRATION_COUNT,
     eval_labels: Annotated[Path | None, typer.Option(
-        "--eval-labels", exists=True, dir_okay=False, help="Labelled CSV to compare int8 "
-        "with fp32 on (default: the test split of labels.csv).")] = None,
+        "--eval-labels", exists=True, dir_okay=False, help="Labelled CSV or manifest to "
+        "compare int8 with fp32 on (default: test split of the default source).")] = None,
     eval_count: Annotated[int | None, typer.Option(
         "--eval-count", min=1, help="Evaluate on this many images (default: all).")] = None,
     max_style_drop: Annotated[float, typer.Option(

@@ -21,9 +21,8 @@ from typing import Any
 import numpy as np
 from artylyze.export import parity as parity_mod
 from artylyze.export.errors import ExportError
-from artylyze.export.graph import DEFAULT_OPSET
 from artylyze.export.quantize import MAX_STYLE_DROP
-from artylyze.export.samples import Sample, batches, dataset_labels, load_pixels, read_samples
+from artylyze.export.samples import Sample, batches, default_source, load_pixels, read_samples
 
 from artylyze.bundle import (
     MANIFEST_FILE,
@@ -37,6 +36,7 @@ from artylyze.bundle import (
     write_manifest,
 )
 
+DEFAULT_OPSET = 18  # = graph.DEFAULT_OPSET, repeated so that importing this module needs no torch
 QUANTIZE_CHOICES = ("int8",)
 CHECK_COUNT = 16
 CALIBRATION_COUNT = 128
@@ -64,10 +64,11 @@ def export_bundle(
 ) -> Manifest:
     """Export the checkpoint in ``ckpt_dir`` as a bundle in ``out_dir`` and return its manifest.
 
-    ``check_images`` (folder or CSV; default: ``check_count`` wikiart11 test images) drive the
-    parity check. With ``quantize="int8"``: calibration on ``calibration`` (default wikiart11
-    train split), accuracy on ``eval_labels`` (default wikiart11 test split, all of it unless
-    ``eval_count``). ``data`` points at a wikiart11-like folder used for every default.
+    ``check_images`` (folder, CSV or manifest; default: ``check_count`` test images) drive the
+    parity check. With ``quantize="int8"``: calibration on ``calibration`` (default: the
+    train split), accuracy on ``eval_labels`` (default: the test split, all of it unless
+    ``eval_count``). Defaults come from ``data`` (a wikiart11-like folder, CSV or manifest),
+    else the training manifest named in the checkpoint, else ../shared/datasets/wikiart11.
     Raises :class:`ExportError` when the graph, parity or the int8 bar fail.
     """
     from artylyze.train.checkpoint import load_checkpoint
@@ -80,7 +81,8 @@ def export_bundle(
     model, config = load_checkpoint(ckpt_dir)
     spec = _bundle_spec(config)
     size, resize = spec["input_size"], spec["resize"]
-    check_source = check_images if check_images is not None else dataset_labels(data)
+    default = default_source(data, config.get("data"))
+    check_source = check_images if check_images is not None else default
     check = read_samples(check_source, split="test", count=check_count)
     pixels = load_pixels(check, size, resize)
     threads = threads or usable_cores()
@@ -96,8 +98,8 @@ def export_bundle(
                 final = work / "int8.onnx"
                 quant = _quantize(
                     fp32_path, final, spec, pixels, work, threads, report,
-                    calibration=_source(calibration, data, "train", calibration_count),
-                    evaluation=_source(eval_labels, data, "test", eval_count),
+                    calibration=_source(calibration, default, "train", calibration_count),
+                    evaluation=_source(eval_labels, default, "test", eval_count),
                     max_style_drop=max_style_drop, reference=parity["reference"],
                 )
             shutil.copyfile(final, staging / MODEL_FILE)
@@ -217,10 +219,10 @@ def _quantize(fp32_path: Path, int8_path: Path, spec: dict[str, Any], pixels: np
     return info
 
 
-def _source(given: str | os.PathLike[str] | None, data: str | os.PathLike[str] | None,
-            split: str, count: int | None) -> Any:
-    """Samples of ``given`` (or of the default data set) in ``split``."""
-    path = given if given is not None else dataset_labels(data)
+def _source(given: str | os.PathLike[str] | None, default: Path, split: str,
+            count: int | None) -> Any:
+    """Samples of ``given`` (or of the default source) in ``split``."""
+    path = given if given is not None else default
     samples = read_samples(path, split=split, count=count)
     return (_describe(path), samples) if split == "test" else samples
 

@@ -1,9 +1,16 @@
 """The images export looks at: parity checks, int8 calibration and the labelled evaluation.
 
-A source is a folder (every image under it, no labels) or a CSV with a ``path`` column in
-the wikiart11 layout: paths relative to ``images/`` beside the CSV (or to the CSV's own
-folder), optional ``split`` column, and one column per task whose cells are labels (empty =
-unknown). Subsets are drawn with a fixed seed, because wikiart11's labels.csv is sorted by
+A source is one of:
+- a folder: every image under it, no labels;
+- a CSV with a ``path`` column in the wikiart11 layout: paths relative to ``images/`` beside
+  the CSV (or to the CSV's own folder), optional ``split`` column, and one column per task
+  whose cells are labels (empty = unknown);
+- a training manifest (Parquet, from ``artylyze dataset build``): paths relative to the image
+  root stored in its ``artylyze.images`` metadata, labels exactly as training saw them
+  (rare classes blanked, ``period`` derived from the year).
+
+By default export uses the manifest the checkpoint was trained on, else wikiart11's
+labels.csv. Subsets are drawn with a fixed seed, because wikiart11's labels.csv is sorted by
 style and its first rows would all be one class.
 """
 
@@ -14,6 +21,7 @@ import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from artylyze.export.errors import ExportError
@@ -43,8 +51,19 @@ def find_dataset(start: Sequence[Path] = ()) -> Path | None:
     return None
 
 
+def default_source(data: str | os.PathLike[str] | None,
+                   training: dict[str, Any] | None = None) -> Path:
+    """Where default images come from: ``data``, else the checkpoint's training manifest
+    (``training["manifest"]``, when that file is here), else wikiart11's labels.csv."""
+    if data is None and isinstance(training, dict) and training.get("manifest"):
+        manifest = Path(str(training["manifest"]))
+        if manifest.is_file():
+            return manifest
+    return dataset_labels(data)
+
+
 def dataset_labels(data: str | os.PathLike[str] | None) -> Path:
-    """labels.csv of a dataset folder (or the CSV itself); the default is wikiart11."""
+    """labels.csv of a dataset folder (or the CSV / Parquet itself); the default is wikiart11."""
     if data is None:
         found = find_dataset()
         if found is None:
@@ -66,6 +85,8 @@ def read_samples(source: str | os.PathLike[str], split: str | None = None,
     if path.is_dir():
         samples = [Sample(p) for p in sorted(path.rglob("*"))
                    if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file()]
+    elif path.is_file() and path.suffix.lower() == ".parquet":
+        samples = _read_parquet(path, split)
     elif path.is_file():
         samples = _read_csv(path, split)
     else:
@@ -93,6 +114,25 @@ def _read_csv(path: Path, split: str | None) -> list[Sample]:
                 continue
             labels = {k: v for k, v in row.items() if k not in skip and k and v}
             samples.append(Sample(base / row["path"], labels))
+    return samples
+
+
+def _read_parquet(path: Path, split: str | None) -> list[Sample]:
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(path)
+    if "path" not in table.column_names:
+        raise ExportError(f"{path}: a manifest of images needs a 'path' column")
+    root = (table.schema.metadata or {}).get(b"artylyze.images")
+    base = Path(root.decode()) if root else path.parent
+    use_split = split is not None and "split" in table.column_names
+    samples = []
+    for row in table.to_pylist():
+        if use_split and row["split"] != split:
+            continue
+        labels = {k: v for k, v in row.items()
+                  if k not in ("path", "split") and isinstance(v, str) and v}
+        samples.append(Sample(base / row["path"], labels))
     return samples
 
 

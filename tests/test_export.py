@@ -35,7 +35,7 @@ GENRES = ["landscape", "portrait", "still_life"]
 PERIODS = ["before 1800", "1800-1900", "after 1900"]  # not a labels.csv column: agreement only
 
 
-def make_checkpoint(out: Path, seed: int = 0) -> Path:
+def make_checkpoint(out: Path, seed: int = 0, **config_changes) -> Path:
     """A cnn3 checkpoint whose heads give confident, image-dependent predictions."""
     torch.manual_seed(seed)
     tasks = {"style": STYLES, "genre": GENRES, "period": PERIODS}
@@ -47,7 +47,7 @@ def make_checkpoint(out: Path, seed: int = 0) -> Path:
     config = {"backbone": "cnn3", "embedding_dim": 16, "input_size": SIZE, "resize": "stretch",
               "tasks": [{"name": k, "labels": v} for k, v in tasks.items()],
               "name": "test-cnn3", "data": {"dataset": "wikiart11", "train_images": 10},
-              "metrics": {"style": {"accuracy": 0.5}}}
+              "metrics": {"style": {"accuracy": 0.5}}, **config_changes}
     return save_checkpoint(out, model.eval(), config)
 
 
@@ -203,6 +203,25 @@ def test_refuses_to_replace_a_folder_that_is_not_a_bundle(ckpt, tmp_path) -> Non
     assert (tmp_path / "photos" / "a.jpg").read_bytes() == b"x"
 
 
+def test_importing_export_needs_no_torch() -> None:
+    script = ("import sys, artylyze.export, artylyze.cli.export; "
+              "print(sorted(m for m in sys.modules if m.split('.')[0] == 'torch'))")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
+
+
+def test_opset_defaults_agree() -> None:
+    from artylyze.cli import export as cli_export
+    from artylyze.export import graph, onnx_export
+
+    assert graph.DEFAULT_OPSET == onnx_export.DEFAULT_OPSET == cli_export.DEFAULT_OPSET
+    assert onnx_export.CHECK_COUNT == cli_export.CHECK_COUNT
+    assert onnx_export.CALIBRATION_COUNT == cli_export.CALIBRATION_COUNT
+    assert onnx_export.MAX_STYLE_DROP == cli_export.MAX_STYLE_DROP
+
+
 def test_unknown_quantization_and_low_opset(ckpt, tmp_path) -> None:
     with pytest.raises(ExportError, match="unknown quantization 'int4'"):
         export_bundle(ckpt, tmp_path / "b", quantize="int4")
@@ -278,6 +297,46 @@ def test_accuracy_bar_needs_labelled_style() -> None:
     with pytest.raises(ExportError, match="no labelled 'style' images"):
         check_accuracy_bar({"style": {"labelled": 0, "agreement": 1.0}})
     check_accuracy_bar({"style": {"labelled": 10, "change_points": -1.5}})  # exactly the bar
+
+
+def write_training_manifest(path: Path, wikiart: Path, per_split: int = 10) -> Path:
+    """A small manifest.parquet as ``artylyze dataset build`` writes it (image root in the
+    metadata, ``period`` derived from the year)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rows = []
+    for split in ("train", "val", "test"):
+        for s in read_samples(wikiart / "labels.csv", split=split, count=per_split, seed=1):
+            year = int(s.labels["year"][:4]) if s.labels.get("year", "")[:4].isdigit() else None
+            period = None if year is None else PERIODS[(year >= 1800) + (year >= 1900)]
+            rows.append({"path": s.path.relative_to(wikiart / "images").as_posix(),
+                         "split": split, "style": s.labels["style"],
+                         "genre": s.labels.get("genre"), "period": period, "year": year})
+    table = pa.Table.from_pylist(rows).replace_schema_metadata(
+        {b"artylyze.images": str(wikiart / "images").encode()})
+    pq.write_table(table, path)
+    return path
+
+
+def test_training_manifest_is_the_default_source(wikiart: Path, tmp_path: Path) -> None:
+    manifest = write_training_manifest(tmp_path / "manifest.parquet", wikiart)
+    ckpt = make_checkpoint(tmp_path / "ckpt", data={"manifest": str(manifest)})
+    m = export_bundle(ckpt, tmp_path / "b", quantize="int8", check_count=3,
+                      calibration_count=4, max_style_drop=100.0, threads=1)
+    assert m.extra["parity"]["source"].endswith("manifest.parquet")
+    q = m.extra["quantization"]
+    assert q["evaluation"]["images"] == 10  # the manifest's whole test split
+    assert q["calibration_images"] == 4
+    assert q["accuracy"]["style"]["labelled"] == 10
+    assert q["accuracy"]["period"]["labelled"] > 0  # period labels come from the manifest
+    assert "fp32_accuracy" in q["accuracy"]["period"]
+
+
+def test_missing_training_manifest_falls_back_to_wikiart(tmp_path: Path) -> None:
+    ckpt = make_checkpoint(tmp_path / "ckpt", data={"manifest": str(tmp_path / "gone.parquet")})
+    m = export_bundle(ckpt, tmp_path / "b", check_count=2, threads=1)
+    assert m.extra["parity"]["source"] == "datasets/wikiart11/labels.csv"
 
 
 # parity.compare ----------------------------------------------------------------------------
