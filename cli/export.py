@@ -162,4 +162,6 @@ def _int8_lines(q: dict[str, Any]) -> list[str]:
     lines.append(f"  speed: fp32 {s['fp32_ms_per_image']:.2f} ms/image, int8 "
                  f"{s['int8_ms_per_image']:.2f} ms/image ({s['speedup']:.2f}x), batch "
                  f"{s['batch']}, {s['threads']} threads, {s['cpu']}")
+    if s["speedup"] < 1:
+        lines.append("  warning: int8 is slower than fp32 on this CPU; prefer the fp32 bundle")
     return lines

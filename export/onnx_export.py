@@ -275,10 +275,15 @@ def _check_target(out: Path) -> None:
 
 def _publish(staging: Path, out: Path) -> None:
     """Swap the staged bundle in: rename the old one aside, rename the new one in place."""
-    old = None
-    if out.exists():
-        old = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".old", dir=out.parent))
-        os.replace(out, old / out.name)
-    os.replace(staging, out)
-    if old is not None:
+    if not out.exists():
+        os.replace(staging, out)
+        return
+    old = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".old", dir=out.parent))
+    os.replace(out, old / out.name)
+    try:
+        os.replace(staging, out)
+    except OSError:
+        os.replace(old / out.name, out)  # put the previous bundle back
+        raise
+    finally:
         shutil.rmtree(old, ignore_errors=True)
