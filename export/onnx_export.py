@@ -14,6 +14,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -79,12 +80,17 @@ def export_bundle(
     _check_target(out)
     report = progress or (lambda stage, done, total: None)
     model, config = load_checkpoint(ckpt_dir)
-    spec = _bundle_spec(config)
-    size, resize = spec["input_size"], spec["resize"]
+    spec = BundleSpec.from_config(config)
+    # Every image source is read before the slow work, so a bad path fails in seconds.
     default = default_source(data, config.get("data"))
     check_source = check_images if check_images is not None else default
-    check = read_samples(check_source, split="test", count=check_count)
-    pixels = load_pixels(check, size, resize)
+    pixels = load_pixels(read_samples(check_source, split="test", count=check_count),
+                         spec.input_size, spec.resize)
+    if quantize == "int8":
+        cal_samples = read_samples(calibration if calibration is not None else default,
+                                   split="train", count=calibration_count)
+        eval_source = eval_labels if eval_labels is not None else default
+        eval_samples = read_samples(eval_source, split="test", count=eval_count)
     threads = threads or usable_cores()
 
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -92,25 +98,24 @@ def export_bundle(
     try:
         with tempfile.TemporaryDirectory(prefix="artylyze-export-") as work_dir:
             work = Path(work_dir)
-            fp32_path, parity = _export_fp32(model, spec, pixels, work, opset, threads, report)
+            fp32_path, parity, reference = _export_fp32(model, spec, pixels, work, opset,
+                                                        threads, report)
             final, quant = fp32_path, {"dtype": "float32"}
             if quantize == "int8":
                 final = work / "int8.onnx"
-                quant = _quantize(
-                    fp32_path, final, spec, pixels, work, threads, report,
-                    calibration=_source(calibration, default, "train", calibration_count),
-                    evaluation=_source(eval_labels, default, "test", eval_count),
-                    max_style_drop=max_style_drop, reference=parity["reference"],
-                )
+                quant = _quantize(fp32_path, final, spec, work, threads, report,
+                                  pixels=pixels, reference=reference, calibration=cal_samples,
+                                  evaluation=eval_samples, eval_source=_describe(eval_source),
+                                  max_style_drop=max_style_drop)
             shutil.copyfile(final, staging / MODEL_FILE)
         manifest = Manifest(
-            name=spec["name"], backbone=spec["backbone"], input_size=size, resize=resize,
-            tasks=spec["tasks"], embedding_dim=spec["embedding_dim"],
+            name=spec.name, backbone=spec.backbone, input_size=spec.input_size,
+            resize=spec.resize, tasks=spec.tasks, embedding_dim=spec.embedding_dim,
             model_sha256=sha256_file(staging / MODEL_FILE),
             extra={
                 "training": config.get("data"),
                 "metrics": config.get("metrics"),
-                "parity": {**parity["report"].to_dict(), "source": _describe(check_source)},
+                "parity": {**parity.to_dict(), "source": _describe(check_source)},
                 "quantization": quant,
                 "opset": opset,
                 "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -118,7 +123,7 @@ def export_bundle(
             },
         )
         write_manifest(staging, manifest)
-        _smoke_test(staging, pixels[:2], spec["tasks"])
+        _smoke_test(staging, pixels[:2], spec.tasks)
         _publish(staging, out)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
@@ -126,56 +131,75 @@ def export_bundle(
     return manifest
 
 
-def _bundle_spec(config: dict[str, Any]) -> dict[str, Any]:
+@dataclass(frozen=True)
+class BundleSpec:
     """What the manifest needs from the checkpoint config, checked before any work."""
-    try:
-        tasks = tuple(Task(str(t["name"]), tuple(str(x) for x in t["labels"]))
-                      for t in config["tasks"])
-        spec = {
-            "backbone": str(config["backbone"]),
-            "tasks": tasks,
-            "embedding_dim": int(config["embedding_dim"]),
-            "input_size": int(config.get("input_size", 224)),
-            "resize": str(config.get("resize", "stretch")),
-        }
-    except (KeyError, TypeError, ValueError) as e:
-        raise ExportError(f"checkpoint config is missing or has a bad field: {e}") from e
-    spec["name"] = str(config.get("name") or f"artylyze-{spec['backbone']}")
-    if spec["resize"] not in RESIZE_POLICIES:
-        raise ExportError(f"checkpoint resize policy {spec['resize']!r} is not one of "
-                          f"{RESIZE_POLICIES}")
-    names = [t.name for t in tasks]
-    if not names or "embedding" in names or len(set(names)) != len(names):
-        raise ExportError(f"task names must be unique, non-empty and not 'embedding': {names}")
-    return spec
+
+    name: str
+    backbone: str
+    tasks: tuple[Task, ...]
+    embedding_dim: int
+    input_size: int
+    resize: str
+
+    @property
+    def task_names(self) -> list[str]:
+        return [t.name for t in self.tasks]
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> BundleSpec:
+        try:
+            backbone = str(config["backbone"])
+            spec = cls(
+                name=str(config.get("name") or f"artylyze-{backbone}"),
+                backbone=backbone,
+                tasks=tuple(Task(str(t["name"]), tuple(str(x) for x in t["labels"]))
+                            for t in config["tasks"]),
+                embedding_dim=int(config["embedding_dim"]),
+                input_size=int(config.get("input_size", 224)),
+                resize=str(config.get("resize", "stretch")),
+            )
+        except (KeyError, TypeError, ValueError) as e:
+            raise ExportError(f"checkpoint config is missing or has a bad field: {e}") from e
+        if spec.resize not in RESIZE_POLICIES:
+            raise ExportError(f"checkpoint resize policy {spec.resize!r} is not one of "
+                              f"{RESIZE_POLICIES}")
+        names = spec.task_names
+        if not names or "embedding" in names or len(set(names)) != len(names):
+            raise ExportError(f"task names must be unique, non-empty and not 'embedding': "
+                              f"{names}")
+        return spec
 
 
-def _export_fp32(model, spec: dict[str, Any], pixels: np.ndarray, work: Path, opset: int,
-                 threads: int, report: Progress) -> tuple[Path, dict[str, Any]]:
-    """Export the float graph and require parity with torch; returns its path and the report."""
+def _export_fp32(model, spec: BundleSpec, pixels: np.ndarray, work: Path, opset: int,
+                 threads: int, report: Progress
+                 ) -> tuple[Path, parity_mod.ParityReport, dict[str, np.ndarray]]:
+    """Export the float graph and require parity with torch.
+
+    Returns the graph's path, the parity report and torch's outputs on ``pixels``.
+    """
     from artylyze.export.graph import BundleGraph, export_onnx, torch_outputs
     from artylyze.export.runtime import open_session, run
 
-    names = [t.name for t in spec["tasks"]]
     report("export", 0, 1)
-    graph = BundleGraph(model, names)
+    graph = BundleGraph(model, spec.task_names)
     path = work / "fp32.onnx"
-    export_onnx(graph, path, spec["input_size"], opset)
+    export_onnx(graph, path, spec.input_size, opset)
     report("export", 1, 1)
     report("parity", 0, len(pixels))
     reference = torch_outputs(graph, pixels)
-    candidate = run(open_session(path, threads), pixels, ["embedding", *names])
-    result = parity_mod.compare(reference, candidate, names)
+    candidate = run(open_session(path, threads), pixels, ["embedding", *spec.task_names])
+    result = parity_mod.compare(reference, candidate, spec.task_names)
     report("parity", len(pixels), len(pixels))
     parity_mod.require(result)
-    return path, {"report": result, "reference": reference}
+    return path, result, reference
 
 
-def _quantize(fp32_path: Path, int8_path: Path, spec: dict[str, Any], pixels: np.ndarray,
-              work: Path, threads: int, report: Progress, *, calibration: list[Sample],
-              evaluation: tuple[str, list[Sample]], max_style_drop: float,
-              reference: dict[str, np.ndarray]) -> dict[str, Any]:
-    """Quantize, measure (parity vs torch, accuracy vs fp32, speed) and apply the int8 bar."""
+def _quantize(fp32_path: Path, int8_path: Path, spec: BundleSpec, work: Path, threads: int,
+              report: Progress, *, pixels: np.ndarray, reference: dict[str, np.ndarray],
+              calibration: list[Sample], evaluation: list[Sample], eval_source: str,
+              max_style_drop: float) -> dict[str, Any]:
+    """Quantize, measure (vs torch, accuracy vs fp32, speed) and apply the int8 bar."""
     from artylyze.export.quantize import (
         benchmark,
         check_accuracy_bar,
@@ -184,8 +208,7 @@ def _quantize(fp32_path: Path, int8_path: Path, spec: dict[str, Any], pixels: np
     )
     from artylyze.export.runtime import open_session, run
 
-    size, resize, tasks = spec["input_size"], spec["resize"], spec["tasks"]
-    names = [t.name for t in tasks]
+    size, resize, names = spec.input_size, spec.resize, spec.task_names
     cal_stream = _counted(batches(calibration, size, resize, BATCH), "calibrate",
                           len(calibration), report)
     info = quantize_int8(fp32_path, int8_path, (px for _, px in cal_stream), work)
@@ -195,18 +218,10 @@ def _quantize(fp32_path: Path, int8_path: Path, spec: dict[str, Any], pixels: np
     # Informational: int8 is not expected to meet the fp32 bar; accuracy decides below.
     info["vs_torch"] = {k: v for k, v in vs_torch.to_dict().items() if k not in ("passed", "atol")}
 
-    source, samples = evaluation
-    report("evaluate", 0, len(samples))
-    done = 0
-
-    def step(n: int) -> None:
-        nonlocal done
-        done += n
-        report("evaluate", done, len(samples))
-
-    accuracy = compare_accuracy(open_session(fp32_path, threads), int8,
-                                batches(samples, size, resize, BATCH), tasks, on_batch=step)
-    info["evaluation"] = {"source": source, "images": len(samples)}
+    eval_stream = _counted(batches(evaluation, size, resize, BATCH), "evaluate",
+                           len(evaluation), report)
+    accuracy = compare_accuracy(open_session(fp32_path, threads), int8, eval_stream, spec.tasks)
+    info["evaluation"] = {"source": eval_source, "images": len(evaluation)}
     info["accuracy"] = accuracy
     info["max_style_drop"] = max_style_drop
 
@@ -217,14 +232,6 @@ def _quantize(fp32_path: Path, int8_path: Path, spec: dict[str, Any], pixels: np
     report("benchmark", 1, 1)
     check_accuracy_bar(accuracy, max_style_drop)
     return info
-
-
-def _source(given: str | os.PathLike[str] | None, default: Path, split: str,
-            count: int | None) -> Any:
-    """Samples of ``given`` (or of the default source) in ``split``."""
-    path = given if given is not None else default
-    samples = read_samples(path, split=split, count=count)
-    return (_describe(path), samples) if split == "test" else samples
 
 
 def _counted(stream: Iterator[tuple[list[Sample], np.ndarray]], stage: str, total: int,

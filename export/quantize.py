@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 import platform
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -125,8 +125,7 @@ def quantize_int8(fp32_path: Path, out_path: Path, calibration: Iterable[np.ndar
 
 
 def compare_accuracy(fp32_session, int8_session, batches: Iterable[tuple[Sequence, np.ndarray]],
-                     tasks: Sequence[Task],
-                     on_batch: Callable[[int], None] | None = None) -> dict[str, dict[str, Any]]:
+                     tasks: Sequence[Task]) -> dict[str, dict[str, Any]]:
     """Top-1 accuracy of both models per task on labelled samples, and their agreement.
 
     A sample counts for a task only when its label for that task is one of the bundle's
@@ -144,8 +143,6 @@ def compare_accuracy(fp32_session, int8_session, batches: Iterable[tuple[Sequenc
                 preds[key][n].append(out[n].argmax(1))
         for n in names:
             truth[n].extend(index[n].get(s.labels.get(n, ""), -1) for s in samples)
-        if on_batch:
-            on_batch(len(samples))
     report = {}
     for n in names:
         y = np.asarray(truth[n])

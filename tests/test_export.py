@@ -230,6 +230,22 @@ def test_unknown_quantization_and_low_opset(ckpt, tmp_path) -> None:
     assert not (tmp_path / "b").exists()
 
 
+def test_bad_image_sources_fail_before_exporting(ckpt, wikiart, tmp_path, monkeypatch) -> None:
+    import artylyze.export.graph as graph
+
+    def never(*args, **kwargs):
+        raise AssertionError("exported although a source is bad")
+
+    monkeypatch.setattr(graph, "export_onnx", never)
+    with pytest.raises(ExportError, match="missing.csv: no such folder or CSV"):
+        export_bundle(ckpt, tmp_path / "b", quantize="int8", data=wikiart,
+                      eval_labels=tmp_path / "missing.csv")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ExportError, match="no images found"):
+        export_bundle(ckpt, tmp_path / "b", check_images=tmp_path / "empty")
+    assert not (tmp_path / "b").exists()
+
+
 def _some_images(tmp_path: Path) -> Path:
     folder = tmp_path / "imgs"
     folder.mkdir()
