@@ -1,1 +1,37 @@
-"""(being written)"""
+"""``artylyze dataset build``: labels + images -> training manifest."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from artylyze.cli.errors import cli_errors
+
+app = typer.Typer(help="Prepare training data.", no_args_is_help=True)
+
+
+@app.command("build")
+def build(
+    images: Path = typer.Argument(..., exists=True, file_okay=False, help="Image folder."),
+    out: Path = typer.Option(Path("manifest.parquet"), "--out", "-o", help="Manifest Parquet."),
+    labels: Path | None = typer.Option(None, exists=True, dir_okay=False,
+                                       help="Labels CSV/Parquet with a 'path' column; "
+                                       "without it the class comes from the folder name."),
+    artists: Path | None = typer.Option(None, exists=True, dir_okay=False,
+                                        help="Artist table: artist, nationality, birth, death."),
+    min_count: int = typer.Option(30, min=1, help="Classes rarer than this become unknown."),
+    period_step: int = typer.Option(50, min=1, help="Years per period bin."),
+    folder_task: str = typer.Option("style", help="Task named by the folder (no --labels)."),
+) -> None:
+    """Join images with labels into a manifest: one row per image, one column per task."""
+    from artylyze.train.manifest import build_manifest, write_manifest_parquet
+
+    with cli_errors():
+        df, report = build_manifest(images, labels, artists, min_count, period_step, folder_task)
+        write_manifest_parquet(df, out, images)
+    typer.echo(f"{out}: {report.rows} images ({report.missing_images} label rows without image)")
+    for task, share in report.coverage.items():
+        classes = report.classes[task]
+        top = ", ".join(f"{k} {v}" for k, v in list(classes.items())[:4])
+        typer.echo(f"  {task:<12} {share:6.1%} labelled, {len(classes):3d} classes  ({top}, ...)")

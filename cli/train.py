@@ -1,1 +1,56 @@
-"""(being written)"""
+"""``artylyze train``: fine-tune or train heads on a manifest."""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+
+import typer
+
+from artylyze.cli.errors import cli_errors
+
+
+class Mode(str, Enum):
+    finetune = "finetune"
+    frozen = "frozen"
+
+
+class Balance(str, Enum):
+    none = "none"
+    weighted_loss = "weighted-loss"
+    sampler = "sampler"
+    undersample = "undersample"
+
+
+def train(
+    manifest: Path = typer.Argument(..., exists=True, dir_okay=False, help="Manifest Parquet."),
+    out: Path = typer.Option(Path("runs/model"), "--out", "-o", help="Run directory."),
+    backbone: str = typer.Option("efficientnet_lite0", help="efficientnet_lite0, "
+                                 "mobilenet_v3_large, mobilenet_v3_small, mobilenet_v2, cnn3."),
+    mode: Mode = typer.Option(Mode.finetune, help="frozen: heads on cached features."),
+    epochs: int = typer.Option(10, min=1),
+    batch_size: int = typer.Option(48, min=1),
+    lr: float = typer.Option(1e-3, help="Learning rate of embedding and heads."),
+    backbone_lr: float = typer.Option(2e-4, help="Learning rate of the unfrozen backbone."),
+    balance: Balance = typer.Option(Balance.weighted_loss, help="Class-imbalance handling."),
+    train_size: int = typer.Option(192, help="Crop size while fine-tuning."),
+    input_size: int = typer.Option(224, help="Bundle input size (validation, export)."),
+    embedding_dim: int = typer.Option(256),
+    patience: int = typer.Option(3, help="Early stopping patience in epochs."),
+    seed: int = typer.Option(0),
+    bf16: bool = typer.Option(True, help="bfloat16 autocast while training on CPU."),
+    weights: Path | None = typer.Option(None, exists=True, help="Backbone weights file."),
+    limit: int | None = typer.Option(None, help="At most this many images per split."),
+) -> None:
+    """Train a multi-task model; resumes from OUT/last when it exists."""
+    from artylyze.train.loop import TrainConfig
+    from artylyze.train.loop import train as run
+
+    cfg = TrainConfig(manifest=str(manifest), out=str(out), backbone=backbone, mode=mode.value,
+                      epochs=epochs, batch_size=batch_size, lr=lr, backbone_lr=backbone_lr,
+                      balance=balance.value, train_size=train_size, input_size=input_size,
+                      embedding_dim=embedding_dim, patience=patience, seed=seed, bf16=bf16,
+                      weights=str(weights) if weights else None, limit=limit)
+    with cli_errors():
+        best = run(cfg, log=typer.echo)
+    typer.echo(f"best checkpoint: {best}")
