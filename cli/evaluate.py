@@ -1,1 +1,31 @@
-"""(being written)"""
+"""``artylyze evaluate``: metrics and plots for a checkpoint or a bundle."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from artylyze.cli.errors import cli_errors
+
+
+def evaluate(
+    model: Path = typer.Argument(..., exists=True, file_okay=False,
+                                 help="Checkpoint directory or ONNX bundle."),
+    manifest: Path = typer.Option(..., "--manifest", "-m", exists=True, dir_okay=False,
+                                  help="Manifest Parquet from `artylyze dataset build`."),
+    split: str = typer.Option("test", help="Split to evaluate."),
+    out: Path = typer.Option(Path("eval"), "--out", "-o", help="Folder for metrics.json + PNGs."),
+    limit: int | None = typer.Option(None, help="At most this many images."),
+    plots: bool = typer.Option(True, help="Write PNG plots."),
+) -> None:
+    """Accuracy, macro/weighted P/R/F1, top-3 accuracy and confusion matrices per task."""
+    from artylyze.evaluation import evaluate as run
+    from artylyze.evaluation import summary_table
+
+    with cli_errors():
+        result = run(model, manifest, split, out, limit=limit, plots=plots)
+    typer.echo(f"{'task':<12} {'n':>5} {'acc':>6} {'macroF1':>8} {'top3':>6}")
+    for task, n, acc, f1, top3 in summary_table(result):
+        typer.echo(f"{task:<12} {n:>5} {acc:6.3f} {f1:8.3f} {top3:6.3f}")
+    typer.echo(f"wrote {out / 'metrics.json'}")
