@@ -26,6 +26,7 @@ from typing import Any
 
 import faiss
 import numpy as np
+
 from artylyze.index.faiss_index import (
     RECALL_K,
     build_index,

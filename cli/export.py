@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Annotated, Any, TextIO
 
 import typer
+
 from artylyze.cli.errors import cli_errors
 
 # Defaults of artylyze.export.export_bundle, repeated here so that --help stays fast.

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+
 from artylyze.cli.errors import cli_errors
 
 app = typer.Typer(help="Build a similarity index (FAISS + PCA + clusters) from a meta.parquet.",

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+
 from artylyze.cli.errors import cli_errors
 
 PIPE_WIDTH = 200

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+
 from artylyze.cli.errors import cli_errors
 
 # = artylyze.imaging.DEFAULT_MAX_PIXELS, not imported so that --help stays fast

@@ -22,8 +22,9 @@ from pathlib import Path
 import numpy as np
 import onnx
 import torch
-from artylyze.export.errors import ExportError
 from torch import nn
+
+from artylyze.export.errors import ExportError
 
 MIN_OPSET = 18
 DEFAULT_OPSET = 18

@@ -20,10 +20,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from artylyze.export import parity as parity_mod
-from artylyze.export.errors import ExportError
-from artylyze.export.quantize import MAX_STYLE_DROP
-from artylyze.export.samples import Sample, batches, default_source, load_pixels, read_samples
 
 from artylyze.bundle import (
     MANIFEST_FILE,
@@ -36,6 +32,10 @@ from artylyze.bundle import (
     usable_cores,
     write_manifest,
 )
+from artylyze.export import parity as parity_mod
+from artylyze.export.errors import ExportError
+from artylyze.export.quantize import MAX_STYLE_DROP
+from artylyze.export.samples import Sample, batches, default_source, load_pixels, read_samples
 
 DEFAULT_OPSET = 18  # = graph.DEFAULT_OPSET, repeated so that importing this module needs no torch
 QUANTIZE_CHOICES = ("int8",)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
 from artylyze.export.errors import ExportError
 
 FP32_ATOL = 1e-4

@@ -22,10 +22,10 @@ from typing import Any
 
 import numpy as np
 import onnx
-from artylyze.export.errors import ExportError
-from artylyze.export.runtime import open_session, run
 
 from artylyze.bundle import Task
+from artylyze.export.errors import ExportError
+from artylyze.export.runtime import open_session, run
 
 LINEAR_OPS = ("Gemm", "MatMul")
 STYLE_TASK = "style"

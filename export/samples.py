@@ -24,8 +24,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from artylyze.export.errors import ExportError
 
+from artylyze.export.errors import ExportError
 from artylyze.imaging import IMAGE_EXTENSIONS, load_image
 
 DATASET_PARTS = ("shared", "datasets", "wikiart11")

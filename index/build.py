@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+
 from artylyze.index import clusters as cl
 from artylyze.index.entries import Entries, read_meta
 from artylyze.index.errors import IndexBuildError

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+
 from artylyze.index.errors import IndexBuildError, IndexStoreError
 
 FIT_MAX = 20_000

@@ -17,6 +17,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+
 from artylyze.index.errors import IndexBuildError
 
 BUNDLE_KEY = b"artylyze.bundle"

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import faiss
 import numpy as np
+
 from artylyze.index.errors import IndexBuildError, IndexStoreError
 
 EXACT_MAX = 50_000

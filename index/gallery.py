@@ -18,11 +18,10 @@ import argparse
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from artylyze.index.build import BuildOptions, BuildResult, build
-from artylyze.index.store import DEFAULT_GALLERY_DIR
-
 from artylyze.bundle import DEFAULT_BUNDLE_DIR
 from artylyze.errors import ArtyLyzeError
+from artylyze.index.build import BuildOptions, BuildResult, build
+from artylyze.index.store import DEFAULT_GALLERY_DIR
 
 GALLERY_PCA = 128
 GALLERY_INDEX = "SQfp16"

@@ -13,6 +13,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
+
 from artylyze.index.entries import TRUE_PREFIX, Entries, clean
 from artylyze.index.errors import IndexBuildError
 

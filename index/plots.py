@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from artylyze.index.errors import IndexStoreError
 from artylyze.index.store import atomic_write
 

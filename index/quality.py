@@ -22,11 +22,11 @@ from typing import Any
 
 import faiss
 import numpy as np
+
+from artylyze.errors import ArtyLyzeError
 from artylyze.index.entries import TRUE_PREFIX, read_meta
 from artylyze.index.errors import IndexBuildError
 from artylyze.index.labels import join_labels, read_labels
-
-from artylyze.errors import ArtyLyzeError
 
 TASKS = ("style", "artist", "genre", "nationality")
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+
 from artylyze.index.errors import IndexBuildError, IndexStoreError
 
 CHUNK = 65_536

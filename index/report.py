@@ -8,11 +8,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from PIL import Image, ImageDraw
+
 from artylyze.index.html import esc, page, write_page
 from artylyze.index.plots import affinity_chart, elbow_chart
 from artylyze.index.store import IndexDir, atomic_write, load_index_dir
 from artylyze.index.thumbs import fit_tile, locate, thumbnail
-from PIL import Image, ImageDraw
 
 SHEET_COLS = 6
 SHEET_ROWS = 2

@@ -15,12 +15,12 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 import numpy as np
+
+from artylyze.bundle import DEFAULT_BUNDLE_DIR, Bundle, BundleError, load_bundle
 from artylyze.index.entries import TRUE_PREFIX, pretty_artist
 from artylyze.index.errors import IndexStoreError, ModelMismatchError
 from artylyze.index.faiss_index import reconstruct, search
 from artylyze.index.store import DEFAULT_GALLERY_DIR, IndexDir, load_index_dir
-
-from artylyze.bundle import DEFAULT_BUNDLE_DIR, Bundle, BundleError, load_bundle
 
 EMBED_BATCH = 16
 TOP_PREDICTIONS = 3

@@ -31,12 +31,12 @@ import faiss
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from artylyze.bundle import DEFAULT_BUNDLE_DIR
 from artylyze.index.clusters import Gmm
 from artylyze.index.errors import IndexStoreError
 from artylyze.index.faiss_index import load_index, save_index, set_params
 from artylyze.index.reduce import PCA
-
-from artylyze.bundle import DEFAULT_BUNDLE_DIR
 
 #: The reference gallery that ships with ArtyLyze (wikiart11, default bundle).
 DEFAULT_GALLERY_DIR = DEFAULT_BUNDLE_DIR.parent / "gallery"

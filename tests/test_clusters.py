@@ -8,14 +8,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
+from test_index_support import STYLES, planted, planted_meta, tag_images, write_images
+from tiny_bundle import make_tiny_bundle
+
 from artylyze.index.build import BuildOptions, build
 from artylyze.index.clusters import Gmm, best_k, candidate_ks, fit_gmm, kmeans_sweep
 from artylyze.index.errors import IndexStoreError
 from artylyze.index.report import clusters_report
 from artylyze.index.themes import centroid_affinity, make_themes
-from PIL import Image
-from test_index_support import STYLES, planted, planted_meta, tag_images, write_images
-from tiny_bundle import make_tiny_bundle
 
 
 @pytest.mark.parametrize("covariance", ["diag", "full"])

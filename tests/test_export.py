@@ -18,13 +18,13 @@ import numpy as np
 import onnx
 import pytest
 import torch
+from typer.testing import CliRunner
+
+from artylyze.bundle import MODEL_FILE, BundleError, load_bundle, sha256_file
 from artylyze.export import ExportError, export_bundle
 from artylyze.export import parity as parity_mod
 from artylyze.export.quantize import check_accuracy_bar, float_stem, float_tail
 from artylyze.export.samples import load_pixels, read_samples
-from typer.testing import CliRunner
-
-from artylyze.bundle import MODEL_FILE, BundleError, load_bundle, sha256_file
 from artylyze.train.checkpoint import save_checkpoint
 from artylyze.train.models import build_model
 
@@ -133,7 +133,6 @@ def test_dynamic_batch_probabilities_and_unit_embeddings(exported, pixels) -> No
 
 def test_bundle_matches_the_torch_model(exported, ckpt, pixels) -> None:
     from artylyze.export.graph import BundleGraph, torch_outputs
-
     from artylyze.train.checkpoint import load_checkpoint
 
     out, m = exported

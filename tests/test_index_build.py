@@ -8,6 +8,10 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+from test_index_support import GENRES, STYLES, planted, planted_meta, write_meta
+from tiny_bundle import make_tiny_bundle
+
+from artylyze.errors import ArtyLyzeError
 from artylyze.index.build import BuildOptions, build
 from artylyze.index.entries import parse_file_name, read_meta
 from artylyze.index.errors import IndexBuildError, IndexStoreError
@@ -15,10 +19,6 @@ from artylyze.index.faiss_index import build_index, choose_factory, reconstruct,
 from artylyze.index.labels import join_labels, period_of
 from artylyze.index.reduce import fit_pca
 from artylyze.index.store import FAISS_FILE, MANIFEST_FILE, ROWS_FILE, load_index_dir
-from test_index_support import GENRES, STYLES, planted, planted_meta, write_meta
-from tiny_bundle import make_tiny_bundle
-
-from artylyze.errors import ArtyLyzeError
 
 
 def test_file_names_give_artist_title_and_year() -> None:

@@ -6,11 +6,12 @@ import json
 from pathlib import Path
 
 import pytest
-from artylyze.cli.main import app
 from PIL import Image, PngImagePlugin
 from test_index_support import planted_meta, tag_images, write_images
 from tiny_bundle import make_tiny_bundle
 from typer.testing import CliRunner
+
+from artylyze.cli.main import app
 
 runner = CliRunner()
 

@@ -8,11 +8,12 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+from test_index_support import STYLES, planted, planted_meta
+from tiny_bundle import make_tiny_bundle
+
 from artylyze.index import quality
 from artylyze.index.gallery import build_gallery
 from artylyze.index.quality import precision_at_k
-from test_index_support import STYLES, planted, planted_meta
-from tiny_bundle import make_tiny_bundle
 
 
 def test_precision_at_k_on_planted_groups() -> None:

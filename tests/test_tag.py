@@ -17,12 +17,12 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from artylyze.cli.main import app
 from PIL import Image
 from tiny_bundle import make_tiny_bundle
 from typer.testing import CliRunner
 
 from artylyze.bundle import load_bundle
+from artylyze.cli.main import app
 from artylyze.engine import TagOptions, TagSummary, tag_collection
 from artylyze.store import OutputLock, OutputTarget, file_path
 
