@@ -8,7 +8,6 @@ because its vectors would live in a different space.
 
 from __future__ import annotations
 
-import hashlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -16,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from artylyze.bundle import DEFAULT_BUNDLE_DIR, Bundle, BundleError, load_bundle
+from artylyze.bundle import DEFAULT_BUNDLE_DIR, Bundle, BundleError, load_bundle, sha256_file
 from artylyze.index.entries import TRUE_PREFIX, pretty_artist
 from artylyze.index.errors import IndexStoreError, ModelMismatchError
 from artylyze.index.faiss_index import reconstruct, search
@@ -42,13 +41,6 @@ class Query:
     def source(self) -> str:
         return "index" if self.row is not None else "embedded"
 
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(1 << 20):
-            h.update(block)
-    return h.hexdigest()
 
 
 def check_model(index_model: str, query_model: str,
@@ -139,7 +131,7 @@ class Gallery:
             for i, s in enumerate(self.column("sha256")):
                 if s:
                     self._by_sha.setdefault(s, i)
-        return self._by_sha.get(_sha256(file)) if self._by_sha else None
+        return self._by_sha.get(sha256_file(file)) if self._by_sha else None
 
     def entry(self, row: int) -> dict[str, Any]:
         """What a result shows about one indexed artwork: ground truth first, else predicted."""

@@ -17,7 +17,6 @@ and counts, so a corrupt or mixed-up directory fails with a message that names t
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
 import os
 import tempfile
@@ -32,7 +31,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from artylyze.bundle import DEFAULT_BUNDLE_DIR
+from artylyze.bundle import DEFAULT_BUNDLE_DIR, sha256_file
 from artylyze.index.clusters import Gmm
 from artylyze.index.errors import IndexStoreError
 from artylyze.index.faiss_index import load_index, save_index, set_params
@@ -137,13 +136,6 @@ def atomic_write(path: Path, write: Callable[[IO[bytes]], None]) -> None:
             os.unlink(tmp)
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(1 << 20):
-            h.update(block)
-    return h.hexdigest()
-
 
 def write_json(path: Path, data: Any) -> None:
     text = json.dumps(data, indent=2, ensure_ascii=False) + "\n"
@@ -170,7 +162,7 @@ def write_index_dir(out: str | Path, manifest: dict[str, Any], index: faiss.Inde
     manifest = {
         "format_version": FORMAT_VERSION, "kind": KIND, **manifest,
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "files": {name: {"bytes": (out / name).stat().st_size, "sha256": _sha256(out / name)}
+        "files": {name: {"bytes": (out / name).stat().st_size, "sha256": sha256_file(out / name)}
                   for name in sorted(files)},
     }
     write_json(out / MANIFEST_FILE, manifest)
@@ -209,7 +201,7 @@ def _verify(path: Path, files: dict[str, Any]) -> None:
         if file.stat().st_size != info.get("bytes"):
             raise IndexStoreError(f"{file}: size {file.stat().st_size} differs from the "
                                   f"manifest's {info.get('bytes')} (truncated or replaced)")
-        if _sha256(file) != info.get("sha256"):
+        if sha256_file(file) != info.get("sha256"):
             raise IndexStoreError(f"{file}: content does not match the manifest's sha256 "
                                   "(corrupt or replaced); rebuild the index")
 
