@@ -18,11 +18,11 @@ from typing import Any
 import numpy as np
 
 from artylyze.errors import ArtyLyzeError
+from artylyze.imaging import RESIZE_POLICIES
 
 FORMAT_VERSION = 1
 MODEL_FILE = "model.onnx"
 MANIFEST_FILE = "manifest.json"
-RESIZE_POLICIES = ("stretch", "center_crop", "letterbox")
 DEFAULT_BUNDLE_DIR = Path(__file__).parent / "assets" / "bundle"
 
 
