@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from artylyze.atomic import atomic_write_text
 from artylyze.errors import ArtyLyzeError
 from artylyze.imaging import RESIZE_POLICIES
 
@@ -121,10 +122,7 @@ def sha256_file(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
 def write_manifest(bundle_dir: str | os.PathLike[str], manifest: Manifest) -> Path:
     """Write ``manifest.json`` atomically (temp file + rename)."""
     path = Path(bundle_dir) / MANIFEST_FILE
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(manifest.to_dict(), indent=2, ensure_ascii=False) + "\n",
-                   encoding="utf-8")
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(manifest.to_dict(), indent=2, ensure_ascii=False) + "\n")
     return path
 
 

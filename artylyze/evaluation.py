@@ -7,12 +7,12 @@ policy), so a checkpoint and its fp32 export give the same numbers.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
+from artylyze.atomic import atomic_write_text
 from artylyze.errors import ArtyLyzeError
 from artylyze.imaging import load_image
 from artylyze.train.metrics import UNKNOWN, task_metrics
@@ -78,9 +78,7 @@ def evaluate(model_path: str | Path, manifest: str | Path, split: str = "test",
     if out_dir is not None:
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
-        tmp = out_dir / ".metrics.json.tmp"
-        tmp.write_text(json.dumps(result, indent=2) + "\n")
-        os.replace(tmp, out_dir / "metrics.json")
+        atomic_write_text(out_dir / "metrics.json", json.dumps(result, indent=2) + "\n")
         if plots:
             from artylyze.train.plots import write_plots
 

@@ -7,7 +7,7 @@ import html
 from pathlib import Path
 from typing import Any
 
-from artylyze.index.store import atomic_write
+from artylyze.atomic import atomic_write
 from artylyze.index.thumbs import data_uri, locate, thumbnail
 
 STYLE = """

@@ -12,8 +12,8 @@ from typing import Any
 
 import numpy as np
 
+from artylyze.atomic import atomic_write
 from artylyze.index.errors import IndexStoreError
-from artylyze.index.store import atomic_write
 
 
 def _pyplot():

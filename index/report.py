@@ -10,9 +10,10 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw
 
+from artylyze.atomic import atomic_write
 from artylyze.index.html import esc, page, write_page
 from artylyze.index.plots import affinity_chart, elbow_chart
-from artylyze.index.store import IndexDir, atomic_write, load_index_dir
+from artylyze.index.store import IndexDir, load_index_dir
 from artylyze.index.thumbs import fit_tile, locate, thumbnail
 
 SHEET_COLS = 6

@@ -18,19 +18,17 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
-import tempfile
 import zipfile
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import faiss
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from artylyze.atomic import atomic_write, atomic_write_text
 from artylyze.bundle import DEFAULT_BUNDLE_DIR, sha256_file
 from artylyze.index.clusters import Gmm
 from artylyze.index.errors import IndexStoreError
@@ -40,7 +38,6 @@ from artylyze.index.reduce import PCA
 #: The reference gallery that ships with ArtyLyze (wikiart11, default bundle).
 DEFAULT_GALLERY_DIR = DEFAULT_BUNDLE_DIR.parent / "gallery"
 FORMAT_VERSION = 1
-FILE_MODE = 0o644
 KIND = "artylyze-index"
 MANIFEST_FILE = "manifest.json"
 FAISS_FILE = "vectors.faiss"
@@ -123,23 +120,9 @@ class IndexDir:
         return np.ascontiguousarray(raw / np.maximum(norms, 1e-12), np.float32)
 
 
-def atomic_write(path: Path, write: Callable[[IO[bytes]], None]) -> None:
-    """Write through a temp file in the same folder, then rename: readers never see half."""
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-        os.chmod(tmp, FILE_MODE)  # mkstemp makes 0600; an index is meant to be shared
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
-
 def write_json(path: Path, data: Any) -> None:
     text = json.dumps(data, indent=2, ensure_ascii=False) + "\n"
-    atomic_write(path, lambda f: f.write(text.encode()))
+    atomic_write_text(path, text)
 
 
 def write_index_dir(out: str | Path, manifest: dict[str, Any], index: faiss.Index,
