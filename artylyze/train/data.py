@@ -16,9 +16,9 @@ import pandas as pd
 import torch
 
 from artylyze.train.manifest import TASKS
+from artylyze.train.metrics import UNKNOWN
 
 BALANCE_MODES = ("none", "weighted-loss", "sampler", "undersample")
-UNKNOWN = -1
 
 
 @dataclass

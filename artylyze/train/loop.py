@@ -258,9 +258,9 @@ class Trainer:
                 step = self.epoch * steps_per_epoch + b
                 for g in opt.param_groups:
                     g["lr"] = g["base_lr"] * lr_factor(step, warmup, total)
-                ix = order[i:i + cfg.batch_size]
-                x = data.augment(train.images[np.sort(ix)], cfg.train_size, gen)
-                y = {t: v[np.sort(ix)] for t, v in targets.items()}
+                ix = np.sort(order[i:i + cfg.batch_size])  # sorted: sequential memory reads
+                x = data.augment(train.images[ix], cfg.train_size, gen)
+                y = {t: v[ix] for t, v in targets.items()}
                 with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16):
                     out = self.model(x)
                 loss = masked_loss(out, y, self.weights, cfg.label_smoothing)

@@ -14,10 +14,10 @@ from pathlib import Path
 import pandas as pd
 
 from artylyze.errors import ArtyLyzeError
+from artylyze.imaging import IMAGE_EXTENSIONS
 
 TASKS = ("style", "genre", "artist", "nationality", "period")
 DEFAULT_PERIOD_STEP = 50
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".webp", ".bmp")
 
 
 class ManifestError(ArtyLyzeError):
@@ -59,7 +59,7 @@ def labels_from_folders(images_dir: Path, task: str = "style") -> pd.DataFrame:
         if rel == Path("."):
             continue
         for f in sorted(files):
-            if f.lower().endswith(IMAGE_SUFFIXES):
+            if os.path.splitext(f)[1].lower() in IMAGE_EXTENSIONS:
                 rows.append({"path": (rel / f).as_posix(), task: rel.parts[0]})
     return pd.DataFrame(rows)
 
