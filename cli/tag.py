@@ -63,6 +63,13 @@ def tag(
         "this many (or 60 s of work).")] = 4096,
     executor: Annotated[str, typer.Option(
         "--executor", help="Decode in 'thread's (default) or 'process'es.")] = "thread",
+    engine: Annotated[str, typer.Option(
+        "--engine", help="'local' (default): this machine. 'ray': a Ray cluster (needs "
+        "artylyze[ray]); --out is then a folder of part files, --threads is per actor.")
+    ] = "local",
+    ray_address: Annotated[str | None, typer.Option(
+        "--ray-address", help="With --engine ray: the cluster to join (e.g. auto, or "
+        "HOST:6379); default RAY_ADDRESS, else a local Ray is started.")] = None,
 ) -> None:
     """Tag every image under COLLECTION: style, genre, artist, nationality, period, embedding.
 
@@ -82,13 +89,21 @@ def tag(
         retry_errors=retry_errors,
         max_pixels=max_pixels, commit_every=commit_every, executor=executor,
     )
+    if engine not in ("local", "ray"):
+        raise typer.BadParameter(f"must be local or ray, got {engine!r}", param_hint="--engine")
     with cli_errors():
-        bundle = load_bundle(model, device=device, threads=threads)
         progress = make_progress(quiet=quiet)
-        try:
-            summary = tag_collection(collection, out, bundle, options, progress)
-        finally:
-            bundle.close()
+        if engine == "ray":
+            from artylyze.ray_engine import RayOptions, tag_with_ray
+
+            ray_options = RayOptions(address=ray_address, device=device, threads=threads)
+            summary = tag_with_ray(collection, out, model, options, ray_options, progress)
+        else:
+            bundle = load_bundle(model, device=device, threads=threads)
+            try:
+                summary = tag_collection(collection, out, bundle, options, progress)
+            finally:
+                bundle.close()
     if quiet:
         for w in summary.warnings:
             typer.echo(f"warning: {w}", err=True)
@@ -128,15 +143,31 @@ def format_summary(s) -> str:
         lines.append(f"  kept {s.missing_kept:,} rows of files no longer found "
                      "(--prune drops them)")
     st = s.stages
-    stages = (f"walk {_seconds(st.walk)}, plan {_seconds(st.plan)}, decode wait "
-              f"{_seconds(st.decode_wait)}, inference {_seconds(st.inference)}, write "
-              f"{_seconds(st.write)}, merge {_seconds(st.merge)}")
-    lines.append(f"  stages: {stages}{_bottleneck(s)}")
-    lines.append(f"  model {s.model}; {s.images_inferred:,} images in {s.inference_calls:,} "
-                 f"inference calls; {s.workers} decode {s.executor}s, {s.threads} inference "
-                 "threads")
+    if getattr(s, "engine", "local") == "ray":
+        lines.append(_ray_lines(s))
+    else:
+        stages = (f"walk {_seconds(st.walk)}, plan {_seconds(st.plan)}, decode wait "
+                  f"{_seconds(st.decode_wait)}, inference {_seconds(st.inference)}, write "
+                  f"{_seconds(st.write)}, merge {_seconds(st.merge)}")
+        lines.append(f"  stages: {stages}{_bottleneck(s)}")
+        lines.append(f"  model {s.model}; {s.images_inferred:,} images in "
+                     f"{s.inference_calls:,} inference calls; {s.workers} decode "
+                     f"{s.executor}s, {s.threads} inference threads")
     lines += [f"  warning: {w}" for w in s.warnings]
     return "\n".join(lines)
+
+
+def _ray_lines(s) -> str:
+    """Stages and cluster of a Ray run; the pipeline rate leaves out Ray's start-up."""
+    st = s.stages
+    rate = f" ({s.images_inferred / s.pipeline:.1f} images/s)" if s.pipeline > 0 else ""
+    where = (f"{s.images_inferred:,} images on {s.actors} Ray actors x {s.threads} threads "
+             f"at {s.address}" if s.actors else "Ray not needed")
+    return (f"  stages: walk {_seconds(st.walk)}, plan {_seconds(st.plan)}, ray pipeline "
+            f"(decode + inference) {_seconds(s.pipeline)}{rate}, write {_seconds(st.write)}, "
+            f"compact {_seconds(st.merge)}\n"
+            f"  model {s.model}; {where}; {s.parts_written} parts written, "
+            f"{s.parts_rewritten} rewritten, {s.parts_removed} removed")
 
 
 def _bottleneck(s) -> str:
