@@ -396,13 +396,11 @@ def _run_pipeline(entries: list[FileEntry], bundle_dir: str | os.PathLike[str] |
         shards = shard_count(len(items), options.batch_size, actors)
         ds = ray.data.from_items(items, override_num_blocks=shards)
         ds = ds.map_batches(decode_batch, batch_format="pyarrow", batch_size=None, num_cpus=1,
-                            udf_modifying_row_count=False,
                             fn_kwargs={"size": manifest.input_size, "resize": manifest.resize,
                                        "max_pixels": options.max_pixels})
         ds = ds.map_batches(
             Tagger, batch_format="pyarrow", batch_size=options.batch_size,
             compute=ray.data.ActorPoolStrategy(size=actors), num_cpus=threads, num_gpus=gpus,
-            udf_modifying_row_count=False,
             fn_constructor_kwargs={
                 "bundle_dir": None if bundle_dir is None else os.path.abspath(bundle_dir),
                 "model_id": manifest.model_id, "device": "cuda" if gpus else "cpu",

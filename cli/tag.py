@@ -64,8 +64,8 @@ def tag(
     executor: Annotated[str, typer.Option(
         "--executor", help="Decode in 'thread's (default) or 'process'es.")] = "thread",
     engine: Annotated[str, typer.Option(
-        "--engine", help="'local' (default): this machine. 'ray': a Ray cluster (needs "
-        "artylyze[ray]); --out is then a folder of part files, --threads is per actor.")
+        "--engine", help="'local' (default): this machine. 'ray': a Ray cluster (needs the "
+        "'ray' extra); --out is then a folder of part files, --threads is per actor.")
     ] = "local",
     ray_address: Annotated[str | None, typer.Option(
         "--ray-address", help="With --engine ray: the cluster to join (e.g. auto, or "
