@@ -28,15 +28,17 @@ def train(
     backbone: str = typer.Option("efficientnet_lite0", help="efficientnet_lite0, "
                                  "mobilenet_v3_large, mobilenet_v3_small, mobilenet_v2, cnn3."),
     mode: Mode = typer.Option(Mode.finetune, help="frozen: heads on cached features."),
-    epochs: int = typer.Option(10, min=1),
+    epochs: int = typer.Option(14, min=1),
     batch_size: int = typer.Option(48, min=1),
     lr: float = typer.Option(1e-3, help="Learning rate of embedding and heads."),
-    backbone_lr: float = typer.Option(2e-4, help="Learning rate of the unfrozen backbone."),
+    backbone_lr: float = typer.Option(3e-4, help="Learning rate of the unfrozen backbone."),
     balance: Balance = typer.Option(Balance.weighted_loss, help="Class-imbalance handling."),
     train_size: int = typer.Option(192, help="Crop size while fine-tuning."),
     input_size: int = typer.Option(224, help="Bundle input size (validation, export)."),
     embedding_dim: int = typer.Option(256),
-    patience: int = typer.Option(3, help="Early stopping patience in epochs."),
+    patience: int = typer.Option(4, help="Early stopping patience in epochs."),
+    ema_decay: float = typer.Option(0.997, min=0.0, max=0.99999,
+                                    help="Weight averaging while fine-tuning; 0 turns it off."),
     seed: int = typer.Option(0),
     bf16: bool = typer.Option(True, help="bfloat16 autocast while training on CPU."),
     weights: Path | None = typer.Option(None, exists=True, help="Backbone weights file."),
@@ -49,7 +51,8 @@ def train(
     cfg = TrainConfig(manifest=str(manifest), out=str(out), backbone=backbone, mode=mode.value,
                       epochs=epochs, batch_size=batch_size, lr=lr, backbone_lr=backbone_lr,
                       balance=balance.value, train_size=train_size, input_size=input_size,
-                      embedding_dim=embedding_dim, patience=patience, seed=seed, bf16=bf16,
+                      embedding_dim=embedding_dim, patience=patience, ema_decay=ema_decay,
+                      seed=seed, bf16=bf16,
                       weights=str(weights) if weights else None, limit=limit)
     with cli_errors():
         best = run(cfg, log=typer.echo)

@@ -3,17 +3,21 @@ round-trip exactly, imbalance weights follow the balanced formula, the manifest 
 
 from __future__ import annotations
 
+import json
 import warnings
+from dataclasses import replace
 
 import numpy as np
 import pytest
 import torch
+from safetensors.torch import load_file
 
 from artylyze.imaging import load_image
 from artylyze.train import data
 from artylyze.train.checkpoint import load_checkpoint, save_checkpoint
-from artylyze.train.loop import masked_loss
-from artylyze.train.manifest import build_manifest, period_of
+from artylyze.train.ema import WeightAverage
+from artylyze.train.loop import TrainConfig, masked_loss, train
+from artylyze.train.manifest import build_manifest, period_of, write_manifest_parquet
 from artylyze.train.models import BACKBONES, build_model
 from artylyze.train.registry import RegistryError
 
@@ -115,3 +119,46 @@ def test_manifest_keeps_rows_and_derives_period(wikiart):
     assert period_of(1887) == "1850-1899" and period_of(float("nan")) is None
     dated = df["year"].notna()
     assert (df.loc[dated, "period"] == df.loc[dated, "year"].map(period_of)).all()
+
+
+def test_weight_average_follows_the_online_weights():
+    torch.manual_seed(0)
+    model = build_model("cnn3", {"style": 3}, embedding_dim=4, pretrained=False)
+    avg = WeightAverage(model, decay=0.9)
+    before = {k: v.clone() for k, v in avg.model.state_dict().items()}
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(1.0)
+    avg.update(model)  # first update: decay ramps to min(0.9, 2/11)
+    d = 2 / 11
+    for name, value in avg.model.state_dict().items():
+        online = model.state_dict()[name]
+        if value.is_floating_point():
+            torch.testing.assert_close(value, d * before[name] + (1 - d) * online)
+        else:
+            assert torch.equal(value, online)
+    assert not any(p.requires_grad for p in avg.model.parameters())
+
+
+def test_finetune_saves_averaged_weights_and_resumes(wikiart, tmp_path):
+    """One epoch, then a second run continues from last/ (online weights + optimizer)."""
+    import pandas as pd
+
+    labels = pd.read_csv(wikiart / "labels.csv")
+    labels = labels.groupby("split").head(12)  # 12 paintings per split
+    labels.to_csv(tmp_path / "labels.csv", index=False)
+    df, _ = build_manifest(wikiart / "images", tmp_path / "labels.csv", min_count=1)
+    manifest = write_manifest_parquet(df, tmp_path / "manifest.parquet", wikiart / "images")
+    cfg = TrainConfig(manifest=str(manifest), out=str(tmp_path / "run"), backbone="cnn3",
+                      epochs=1, batch_size=8, input_size=64, train_size=56,
+                      pretrained=False, bf16=False, ema_decay=0.9)
+    train(cfg, log=lambda s: None)
+    last = tmp_path / "run" / "last"
+    averaged = load_file(str(last / "model.safetensors"))
+    online = load_file(str(last / "online.safetensors"))
+    assert any(not torch.equal(averaged[k], online[k]) for k in averaged)
+    logs: list[str] = []
+    train(replace(cfg, epochs=2), log=logs.append)
+    assert any("resumed from" in s and "after epoch 1" in s for s in logs)
+    history = json.loads((tmp_path / "run" / "history.json").read_text())
+    assert [h["epoch"] for h in history] == [1, 2]

@@ -2,7 +2,9 @@
 
 A checkpoint directory holds ``model.safetensors``, ``checkpoint.json`` (the config needed to
 rebuild the network, the labels of every task, metrics and history) and, for resuming,
-``optimizer.safetensors`` with the optimizer's tensors and the RNG state.
+``optimizer.safetensors`` with the optimizer's tensors and the RNG state, plus
+``online.safetensors`` when ``model.safetensors`` holds averaged weights (the online weights
+are what training continues from).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from artylyze.train.models import MultiTaskNet, build_model
 CONFIG_FILE = "checkpoint.json"
 WEIGHTS_FILE = "model.safetensors"
 OPTIMIZER_FILE = "optimizer.safetensors"
+ONLINE_FILE = "online.safetensors"
 
 
 class CheckpointError(ArtyLyzeError):
@@ -29,14 +32,16 @@ class CheckpointError(ArtyLyzeError):
 
 
 def save_checkpoint(out_dir: str | Path, model: MultiTaskNet, config: dict[str, Any],
-                    optimizer: torch.optim.Optimizer | None = None) -> Path:
+                    optimizer: torch.optim.Optimizer | None = None,
+                    online: MultiTaskNet | None = None) -> Path:
     """Write into a temp directory, then swap it in, so a crash never leaves half a checkpoint."""
     out = Path(out_dir)
     tmp = out.with_name(out.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
-    save_file(state, str(tmp / WEIGHTS_FILE))
+    save_file(_weights(model), str(tmp / WEIGHTS_FILE))
+    if online is not None:
+        save_file(_weights(online), str(tmp / ONLINE_FILE))
     if optimizer is not None:
         save_file(_optimizer_tensors(optimizer), str(tmp / OPTIMIZER_FILE))
     (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
@@ -47,6 +52,10 @@ def save_checkpoint(out_dir: str | Path, model: MultiTaskNet, config: dict[str, 
     os.replace(tmp, out)
     shutil.rmtree(old, ignore_errors=True)
     return out
+
+
+def _weights(model: MultiTaskNet) -> dict[str, torch.Tensor]:
+    return {k: v.detach().contiguous() for k, v in model.state_dict().items()}
 
 
 def _optimizer_tensors(optimizer: torch.optim.Optimizer) -> dict[str, torch.Tensor]:

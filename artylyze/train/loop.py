@@ -3,8 +3,9 @@
 Fine-tuning trains at ``train_size`` (random resized crops) and validates at the bundle's
 ``input_size``: testing at a slightly larger size than training matches the apparent object
 size that random crops teach (the "FixRes" effect) and costs ~35% less compute per step.
-Every epoch writes ``last/`` (with optimizer state, for resuming) and, when the mean
-validation macro-F1 improves, ``best/``.
+Fine-tuning validates and saves an exponential moving average of the weights (see
+:mod:`artylyze.train.ema`). Every epoch writes ``last/`` (with optimizer state and the online
+weights, for resuming) and, when the mean validation macro-F1 improves, ``best/``.
 """
 
 from __future__ import annotations
@@ -21,7 +22,14 @@ import torch
 import torch.nn.functional as F
 
 from artylyze.train import data
-from artylyze.train.checkpoint import load_optimizer, read_config, save_checkpoint
+from artylyze.train.checkpoint import (
+    ONLINE_FILE,
+    WEIGHTS_FILE,
+    load_optimizer,
+    read_config,
+    save_checkpoint,
+)
+from artylyze.train.ema import WeightAverage
 from artylyze.train.manifest import read_manifest
 from artylyze.train.metrics import task_metrics
 from artylyze.train.models import MultiTaskNet, build_model
@@ -37,10 +45,11 @@ class TrainConfig:
     out: str
     backbone: str = "efficientnet_lite0"
     mode: str = "finetune"  # or "frozen"
-    epochs: int = 10
+    epochs: int = 14
     batch_size: int = 48
     lr: float = 1e-3  # heads and embedding
-    backbone_lr: float = 2e-4
+    backbone_lr: float = 3e-4
+    ema_decay: float = 0.997  # 0 turns the weight average off
     weight_decay: float = 0.02
     warmup_epochs: float = 1.0
     label_smoothing: float = 0.1
@@ -51,7 +60,7 @@ class TrainConfig:
     embedding_dim: int = 256
     freeze_stem: bool = True
     bf16: bool = True
-    patience: int = 3
+    patience: int = 4
     seed: int = 0
     limit: int | None = None  # use at most this many rows per split (tests, smoke runs)
     pretrained: bool = True
@@ -151,6 +160,7 @@ class Trainer:
         self.history: list[dict] = []
         self.best = -1.0
         self.epoch = 0
+        self.ema: WeightAverage | None = None
 
     def config_dict(self, metrics: dict | None = None) -> dict:
         return {
@@ -239,6 +249,8 @@ class Trainer:
     def run_finetune(self) -> Path:
         cfg = self.cfg
         opt = torch.optim.AdamW(self.param_groups(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        if cfg.ema_decay:
+            self.ema = WeightAverage(self.model, cfg.ema_decay)
         if (self.out / "last").is_dir():
             self.resume(opt)
         train = self.splits["train"]
@@ -267,6 +279,8 @@ class Trainer:
                 opt.zero_grad()
                 loss.backward()
                 opt.step()
+                if self.ema:
+                    self.ema.update(self.model)
                 seen += len(ix)
                 running = 0.9 * running + 0.1 * loss.item() if b else loss.item()
                 if b % 20 == 0:
@@ -274,10 +288,15 @@ class Trainer:
                     eta = (len(order) - seen) / rate
                     self.log(f"epoch {self.epoch + 1}/{cfg.epochs} step {b}/{steps_per_epoch} "
                              f"loss {running:.3f} {rate:.1f} img/s eta {eta:.0f}s")
-            probs = predict(self.model, self.splits["val"].images, bf16=cfg.bf16)
+            probs = predict(self.evaluated, self.splits["val"].images, bf16=cfg.bf16)
             metrics = evaluate_split(probs, self.splits["val"], self.enc.labels)
             self._end_epoch(self.epoch + 1, running, metrics, opt, time.time() - t0)
         return self.out / "best"
+
+    @property
+    def evaluated(self) -> MultiTaskNet:
+        """The weights that are validated, saved and exported: the average when there is one."""
+        return self.ema.model if self.ema else self.model
 
     def _end_epoch(self, epoch: int, loss: float, metrics: dict, opt, seconds: float = 0.0
                    ) -> None:
@@ -290,9 +309,10 @@ class Trainer:
         self.log(f"epoch {epoch}: loss {loss:.3f} val macro-F1 {score:.4f} acc {accs}")
         if score > self.best:
             self.best = score
-            save_checkpoint(self.out / "best", self.model, self.config_dict(metrics))
+            save_checkpoint(self.out / "best", self.evaluated, self.config_dict(metrics))
             self.log(f"epoch {epoch}: new best -> {self.out / 'best'}")
-        save_checkpoint(self.out / "last", self.model, self.config_dict(metrics), opt)
+        save_checkpoint(self.out / "last", self.evaluated, self.config_dict(metrics), opt,
+                        online=self.model if self.ema else None)
         (self.out / "history.json").write_text(json.dumps(self.history, indent=2))
 
     def should_stop(self) -> bool:
@@ -307,7 +327,12 @@ class Trainer:
 
         last = self.out / "last"
         config = read_config(last)
-        self.model.load_state_dict(load_file(str(last / "model.safetensors")))
+        online = last / ONLINE_FILE if (last / ONLINE_FILE).is_file() else last / WEIGHTS_FILE
+        self.model.load_state_dict(load_file(str(online)))
+        if self.ema:
+            self.ema.model.load_state_dict(load_file(str(last / WEIGHTS_FILE)))
+            self.ema.updates = config["epoch"] * math.ceil(len(self.splits["train"].paths)
+                                                           / self.cfg.batch_size)
         load_optimizer(last, opt)
         self.epoch, self.history = config["epoch"], config["history"]
         self.best = config["best_val_macro_f1"]
