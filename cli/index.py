@@ -1,5 +1,5 @@
-"""``artylyze index build`` and ``artylyze clusters report``: parse options, call
-``artylyze.index``, print. Heavy imports stay inside the commands."""
+"""``artylyze index build``, ``index merge`` and ``artylyze clusters report``: parse
+options, call ``artylyze.index``, print. Heavy imports stay inside the commands."""
 
 from __future__ import annotations
 
@@ -21,7 +21,8 @@ def _log(line: str) -> None:
 
 
 MetaArg = Annotated[Path, typer.Argument(
-    exists=True, dir_okay=False, readable=True, help="meta.parquet written by `artylyze tag`.")]
+    exists=True, readable=True,
+    help="meta.parquet written by `artylyze tag`, or a directory of its part files.")]
 OutOpt = Annotated[Path, typer.Option("--out", "-o", file_okay=False, help="Output directory.")]
 
 
@@ -35,8 +36,8 @@ def build(
         "--pca-variance", min=0.0, max=1.0,
         help="Reduce to the fewest PCA dims keeping this share of variance (e.g. 0.95).")] = None,
     index_type: Annotated[str | None, typer.Option(
-        "--index-type",
-        help="FAISS factory string (Flat, IVF1024,Flat, HNSW32,Flat, ...); default: by size.",
+        "--index-type", "--factory",
+        help="FAISS factory string (Flat, IVF1024,Flat, IVF4096,PQ64, ...); default: by size.",
     )] = None,
     k: Annotated[int | None, typer.Option(
         "--k", min=1, help="KMeans k (default: highest silhouette in the sweep).")] = None,
@@ -55,24 +56,68 @@ def build(
         help="The bundle that tagged the collection; recorded so queries can embed images.",
     )] = None,
     seed: Annotated[int, typer.Option("--seed", help="Seed for sampling and clustering.")] = 0,
+    stream: Annotated[bool | None, typer.Option(
+        "--stream/--in-memory",
+        help="Read embeddings chunk by chunk (IVF-SQ8/PQ above 50k rows) or all at once; "
+             "default: stream when the embeddings exceed 1 GiB.")] = None,
+    chunk_rows: Annotated[int, typer.Option(
+        "--chunk-rows", min=1, help="Rows read at a time when streaming.")] = 65_536,
+    trained: Annotated[Path | None, typer.Option(
+        "--trained", exists=True, file_okay=False,
+        help="Reuse the trained index, PCA and clusters of this index directory (for shards "
+             "to merge later); implies --stream.")] = None,
+    train_only: Annotated[bool, typer.Option(
+        "--train-only", help="Fit on a sample and write an empty, trained index (the "
+                             "--trained base of shards); implies --stream.")] = False,
 ) -> None:
     """Build an index directory: only status == ok rows, one model, themes per cluster."""
     from artylyze.index.build import BuildOptions
     from artylyze.index.build import build as build_index
+    from artylyze.index.stream import build_streaming, should_stream
+    from artylyze.progress import make_progress
 
     with cli_errors():
         opts = BuildOptions(pca=pca, pca_variance=pca_variance, index_type=index_type,
                             kmeans_k=k, gmm_k=gmm_k, covariance=covariance,
                             cluster_dims=cluster_dims, labels=labels, bundle_dir=bundle,
                             seed=seed)
-        result = build_index(meta, out, opts, log=_log)
-    man = result.index_dir.manifest
-    typer.echo(f"index {out}: {man['count']} artworks, {man['index_dim']} dims, "
-               f"{result.built.describe()}")
+        if stream is None:
+            stream = trained is not None or train_only or should_stream(meta)
+        if stream:
+            res = build_streaming(meta, out, opts, chunk_rows, trained, train_only, log=_log,
+                                  progress=make_progress())
+            man, themes, built = res.manifest, res.themes, res.built
+        else:
+            result = build_index(meta, out, opts, log=_log)
+            man, themes, built = (result.index_dir.manifest, result.index_dir.themes,
+                                  result.built)
+    described = "trained, empty" if train_only else built.describe()
+    typer.echo(f"index {out}: {man['count']} artworks, {man['index_dim']} dims, {described}")
+    _print_clusters(man, themes)
+
+
+def _print_clusters(man: dict, themes: dict) -> None:
     typer.echo(f"clusters: KMeans k={man['clusters']['kmeans_k']}, GMM k="
                f"{man['clusters']['gmm_k']} ({man['clusters']['covariance']})")
-    for theme in result.index_dir.themes["themes"]:
+    for theme in themes["themes"]:
         typer.echo(f"  {theme['id']:>3}  {theme['size']:>6}  {theme['name']}")
+
+
+@app.command("merge")
+def merge(
+    out: Annotated[Path, typer.Argument(file_okay=False, help="Merged index directory.")],
+    shards: Annotated[list[Path], typer.Argument(
+        exists=True, file_okay=False,
+        help="Index directories built with the same --trained index, in row order.")],
+) -> None:
+    """Join shard indexes that share one trained index into one index directory."""
+    from artylyze.index.merge import merge_indexes
+
+    with cli_errors():
+        merged = merge_indexes(out, shards, log=_log)
+    typer.echo(f"index {out}: {merged.count} artworks from {len(shards)} shards, "
+               f"{merged.manifest['index_type']}, recall@10 {merged.manifest['recall_at_10']}")
+    _print_clusters(merged.manifest, merged.themes)
 
 
 @clusters_app.command("report")
