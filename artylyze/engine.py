@@ -363,6 +363,25 @@ def _known(entry: FileEntry, sha: str | None, ok: bool, source: int,
     return Known(entry.size, entry.mtime_ns, sha, ok, source, reused)
 
 
+def walk_files(root: str | os.PathLike, options: TagOptions, summary: TagSummary,
+               progress: Progress) -> WalkResult:
+    """Walk the collection for a run (both engines): times it, records problems in the summary
+    and refuses an empty collection, which is most often an unmounted share."""
+    t0 = time.perf_counter()
+    walked = walk_collection(root, options.include, options.exclude)
+    summary.stages.walk = time.perf_counter() - t0
+    summary.files_seen = len(walked.files)
+    summary.walk_problems = walked.problems
+    for p in walked.problems:
+        warn(summary, progress, p.message)
+    if not walked.files:
+        raise TagError(f"no image files found under {summary.root}"
+                       + (" matching the --include/--exclude patterns"
+                          if options.include or options.exclude else "")
+                       + "; nothing written")
+    return walked
+
+
 def tag_collection(root: str | os.PathLike[str], out: str | os.PathLike[str], bundle: Bundle,
                    options: TagOptions | None = None,
                    progress: Progress | None = None) -> TagSummary:
@@ -383,31 +402,20 @@ def tag_collection(root: str | os.PathLike[str], out: str | os.PathLike[str], bu
                          executor=options.executor)
     with OutputLock(target) as lock:
         if lock.took_over:
-            _warn(summary, progress, f"took over the stale lock of {lock.took_over}")
+            warn(summary, progress, f"took over the stale lock of {lock.took_over}")
         target.recover()
         target.check_replaceable()
-        t0 = time.perf_counter()
-        walked = walk_collection(root, options.include, options.exclude)
-        summary.stages.walk = time.perf_counter() - t0
-        summary.files_seen = len(walked.files)
-        summary.walk_problems = walked.problems
-        for p in walked.problems:
-            _warn(summary, progress, p.message)
-        if not walked.files:
-            raise TagError(f"no image files found under {root_text}"
-                           + (" matching the --include/--exclude patterns"
-                              if options.include or options.exclude else "")
-                           + "; nothing written")
+        walked = walk_files(root, options, summary, progress)
         t0 = time.perf_counter()
         key = result_key(bundle.manifest, options.top_k)
         state = load_state(target, key, options.full)
         if state.discarded:
-            _warn(summary, progress, state.discarded)
+            warn(summary, progress, state.discarded)
         summary.resumed = state.resumed_rows
         summary.stages.plan = time.perf_counter() - t0
         _process(walked.files, bundle, options, state, target, summary, progress)
         bundle.close()  # frees onnxruntime's arena before the merge; reopened on next use
-        _sweep(walked, state, options.prune, summary)
+        sweep(walked, state, options.prune, summary)
         t0 = time.perf_counter()
         parts = sorted(target.workdir.glob("part-*.parquet"))
         if parts or summary.pruned or not state.old_files:
@@ -421,7 +429,7 @@ def tag_collection(root: str | os.PathLike[str], out: str | os.PathLike[str], bu
     return summary
 
 
-def _plan(files: list[FileEntry], state: State, options: TagOptions, summary: TagSummary
+def plan(files: list[FileEntry], state: State, options: TagOptions, summary: TagSummary
           ) -> tuple[list[tuple[FileEntry, DecodeJob]], list[FileEntry]]:
     """Split the files into: unchanged (counted, skipped), to decode, and already failed."""
     todo: list[tuple[FileEntry, DecodeJob]] = []
@@ -447,7 +455,7 @@ def _plan(files: list[FileEntry], state: State, options: TagOptions, summary: Ta
 def _process(files: list[FileEntry], bundle: Bundle, options: TagOptions, state: State,
              target: OutputTarget, summary: TagSummary, progress: Progress) -> None:
     """Decode and infer every file the state does not already cover."""
-    todo, failed = _plan(files, state, options, summary)
+    todo, failed = plan(files, state, options, summary)
     if options.threads is None and bundle.threads:
         options = replace(options, threads=bundle.threads)
     workers, threads = plan_threads(options, bundle.device)
@@ -478,7 +486,7 @@ def _next_part(state: State) -> int:
     return max((int(p.stem.split("-")[1]) for p in state.parts), default=-1) + 1
 
 
-def _sweep(walked: WalkResult, state: State, prune: bool, summary: TagSummary) -> None:
+def sweep(walked: WalkResult, state: State, prune: bool, summary: TagSummary) -> None:
     """Rows of files no longer found: dropped with --prune, else kept. Files under a
     directory that could not be read this time are never pruned."""
     seen = {encode_path(f.rel) for f in walked.files}
@@ -496,7 +504,7 @@ def _sweep(walked: WalkResult, state: State, prune: bool, summary: TagSummary) -
         summary.missing_kept = len(missing)
 
 
-def _warn(summary: TagSummary, progress: Progress, message: str) -> None:
+def warn(summary: TagSummary, progress: Progress, message: str) -> None:
     summary.warnings.append(message)
     progress.note(message)
 

@@ -59,11 +59,12 @@ from artylyze.engine import (
     TagError,
     TagOptions,
     TagSummary,
-    _plan,
-    _sweep,
-    _warn,
     decode_file,
     error_kind,
+    plan,
+    sweep,
+    walk_files,
+    warn,
 )
 from artylyze.progress import Progress
 from artylyze.store import (
@@ -72,17 +73,17 @@ from artylyze.store import (
     OutputLock,
     OutputTarget,
     State,
-    _key_from_metadata,
-    _known_rows,
-    _read_schema,
     build_row,
     encode_path,
+    key_from_metadata,
+    known_rows,
     make_schema,
     predictions,
+    read_schema,
     result_key,
     rows_to_table,
 )
-from artylyze.walk import FileEntry, absolute_root, walk_collection
+from artylyze.walk import FileEntry, absolute_root
 
 PART_RE = re.compile(r"part-(\d+)(?:-([0-9a-f]+))?\.parquet")
 INSTALL_HINT = "--engine ray needs Ray: pip install 'artylyze[ray]'"
@@ -193,10 +194,10 @@ def read_state(parts: list[Part], key: str, full: bool) -> tuple[State, list[Par
     """Rows of the parts made with ``key`` (a later part wins a path) and the other parts."""
     state, other = State(key), []
     for part in parts:
-        if full or _key_from_metadata(_read_schema(part.path).metadata or {}) != key:
+        if full or key_from_metadata(read_schema(part.path).metadata or {}) != key:
             other.append(part)
             continue
-        for path, known in _known_rows(part.path, part.number):
+        for path, known in known_rows(part.path, part.number):
             state.add(path, known)
             state.old_rows += 1
     return state, other
@@ -293,25 +294,17 @@ def tag_with_ray(root: str | os.PathLike[str], out_dir: str | os.PathLike[str],
     schema = make_schema(manifest, root_text, options.top_k)
     with OutputLock(OutputTarget(folder, dataset=True)) as lock:
         if lock.took_over:
-            _warn(summary, progress, f"took over the stale lock of {lock.took_over}")
+            warn(summary, progress, f"took over the stale lock of {lock.took_over}")
         for stale in folder.glob("part-*.parquet.*.tmp"):  # left by a killed run
             stale.unlink()
-        t0 = time.perf_counter()
-        walked = walk_collection(root, options.include, options.exclude)
-        summary.stages.walk = time.perf_counter() - t0
-        summary.files_seen = len(walked.files)
-        summary.walk_problems = walked.problems
-        for p in walked.problems:
-            _warn(summary, progress, p.message)
-        if not walked.files:
-            raise TagError(f"no image files found under {root_text}; nothing written")
+        walked = walk_files(root, options, summary, progress)
         t0 = time.perf_counter()
         parts = list_parts(folder)
         state, other = read_state(parts, result_key(manifest, options.top_k), options.full)
         if other and not options.full:
-            _warn(summary, progress, f"{len(other)} parts in {folder} were made with another "
+            warn(summary, progress, f"{len(other)} parts in {folder} were made with another "
                   "model or top-k; their files are tagged again")
-        todo, failed = _plan(walked.files, state, options, summary)
+        todo, failed = plan(walked.files, state, options, summary)
         summary.stages.plan = time.perf_counter() - t0
         sink = PartSink(folder, schema, state, options,
                         max((p.number for p in parts), default=-1) + 1)
@@ -328,7 +321,7 @@ def tag_with_ray(root: str | os.PathLike[str], out_dir: str | os.PathLike[str],
         finally:
             progress.finish()
         summary.parts_written = len(sink.written)
-        _sweep(walked, state, options.prune, summary)
+        sweep(walked, state, options.prune, summary)
         t0 = time.perf_counter()
         old = [p for p in parts if p not in other]
         if sink.written or summary.pruned or other:

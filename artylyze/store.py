@@ -240,7 +240,7 @@ class OutputTarget:
         """Refuse to replace a directory that holds anything but our part files."""
         if self.dataset and self.path.is_dir():
             foreign = sorted(p.name for p in self.path.iterdir()
-                             if not re.fullmatch(r"part-\d+\.parquet", p.name))
+                             if not re.fullmatch(r"part-\d+(-[0-9a-f]+)?\.parquet", p.name))
             if foreign:
                 shown = ", ".join(foreign[:3]) + (", ..." if len(foreign) > 3 else "")
                 raise StoreError(f"--out {self.path}/ holds other files ({shown}); the output "
@@ -423,12 +423,12 @@ def load_state(target: OutputTarget, key: str, full: bool) -> State:
     state = State(key)
     files = target.files()
     if files and not full:
-        meta = _read_schema(files[0]).metadata or {}
-        old_key = _key_from_metadata(meta)
+        meta = read_schema(files[0]).metadata or {}
+        old_key = key_from_metadata(meta)
         if old_key == key:
             state.old_files = files
             for f in files:
-                for p, k in _known_rows(f, OLD):
+                for p, k in known_rows(f, OLD):
                     state.add(p, k)
                     state.old_rows += 1
         else:
@@ -440,7 +440,7 @@ def load_state(target: OutputTarget, key: str, full: bool) -> State:
     else:
         for part in sorted(target.workdir.glob("part-*.parquet")):
             number = int(part.stem.split("-")[1])
-            for p, k in _known_rows(part, number):
+            for p, k in known_rows(part, number):
                 state.add(p, k)
                 state.resumed_rows += 1
             for p, size, mtime, sha in _reused_records(part):
@@ -450,7 +450,7 @@ def load_state(target: OutputTarget, key: str, full: bool) -> State:
     return state
 
 
-def _read_schema(path: Path) -> pa.Schema:
+def read_schema(path: Path) -> pa.Schema:
     try:
         return pq.read_schema(path)
     except (OSError, pa.ArrowException) as e:
@@ -458,7 +458,7 @@ def _read_schema(path: Path) -> pa.Schema:
                          "run with --full to replace it") from e
 
 
-def _key_from_metadata(meta: dict[bytes, bytes]) -> str | None:
+def key_from_metadata(meta: dict[bytes, bytes]) -> str | None:
     try:
         manifest = Manifest.from_dict(json.loads(meta[META_BUNDLE]))
         if meta.get(META_SCHEMA_VERSION) != SCHEMA_VERSION.encode():
@@ -468,7 +468,7 @@ def _key_from_metadata(meta: dict[bytes, bytes]) -> str | None:
         return None
 
 
-def _known_rows(path: Path, source: int) -> Iterator[tuple[str, Known]]:
+def known_rows(path: Path, source: int) -> Iterator[tuple[str, Known]]:
     """(path, Known) of every row, read in batches of the five small columns only."""
     columns = ["path", "size", "mtime_ns", "sha256", "status"]
     try:
