@@ -6,5 +6,6 @@ recall tuning, search, load/save), ``clusters`` (KMeans sweep, GMM as arrays), `
 (what dominates a cluster), ``store`` (the index directory), ``build`` (the ``index build``
 pipeline), ``search`` (queries), ``influence``, ``html`` / ``plots`` / ``report`` /
 ``thumbs`` (pages and charts), ``gallery`` (the shipped reference gallery), ``quality``
-(precision@k). Nothing here imports torch.
+(precision@k), ``stream`` (builds from Parquet datasets larger than memory, in chunks),
+``merge`` (joins indexes built on shards). Nothing here imports torch.
 """

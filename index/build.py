@@ -51,7 +51,7 @@ class BuildResult:
     entries: Entries
 
 
-def _bundle_ref(bundle_dir: str | Path | None, out: Path, model_id: str) -> str | None:
+def relative_bundle_path(bundle_dir: str | Path | None, out: Path, model_id: str) -> str | None:
     """Where queries find the bundle: a path relative to the index when possible."""
     if bundle_dir is None:
         return None
@@ -68,7 +68,7 @@ def _bundle_ref(bundle_dir: str | Path | None, out: Path, model_id: str) -> str 
         return str(target)
 
 
-def _cluster(entries: Entries, opts: BuildOptions, index_vectors: np.ndarray,
+def fit_clusters(entries: Entries, opts: BuildOptions, index_vectors: np.ndarray,
              log: Callable[[str], None]) -> tuple[ClusterModel, dict[str, Any], np.ndarray,
                                                     np.ndarray]:
     """Clustering space, KMeans sweep, GMM by BIC, themes. Returns the model, the themes
@@ -128,7 +128,7 @@ def build(meta: str | Path, out: str | Path, opts: BuildOptions | None = None,
         entries = join_labels(entries, opts.labels)
         log(entries.notes[-1])
     entries = with_period(entries)
-    bundle_ref = _bundle_ref(opts.bundle_dir, out, entries.model_id)
+    bundle_ref = relative_bundle_path(opts.bundle_dir, out, entries.model_id)
     pca: PCA | None = None
     vectors = entries.vectors
     if opts.pca is not None or opts.pca_variance is not None:
@@ -138,7 +138,7 @@ def build(meta: str | Path, out: str | Path, opts: BuildOptions | None = None,
             f"{float(pca.explained_variance_ratio.sum()):.1%} of the variance")
     built = build_index(vectors, opts.index_type, seed=opts.seed, log=log)
     log(f"index: {built.describe()}")
-    model, themes, kmeans_labels, assign = _cluster(entries, opts, vectors, log)
+    model, themes, kmeans_labels, assign = fit_clusters(entries, opts, vectors, log)
     rows = entries.rows.append_column("kmeans", pa.array(kmeans_labels, pa.int32()))
     rows = rows.append_column("cluster", pa.array(assign, pa.int32()))
     manifest = {

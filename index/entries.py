@@ -113,7 +113,7 @@ def pretty_artist(slug: str | None) -> str | None:
     return " ".join(w.capitalize() for w in re.split(r"[-_ ]+", slug) if w)
 
 
-def _metadata(schema: pa.Schema) -> tuple[dict[str, Any] | None, str | None]:
+def schema_metadata(schema: pa.Schema) -> tuple[dict[str, Any] | None, str | None]:
     meta = schema.metadata or {}
     bundle = None
     if BUNDLE_KEY in meta:
@@ -126,14 +126,14 @@ def _metadata(schema: pa.Schema) -> tuple[dict[str, Any] | None, str | None]:
     return bundle, root
 
 
-def _tasks(schema: pa.Schema, bundle: dict[str, Any] | None) -> tuple[str, ...]:
+def schema_tasks(schema: pa.Schema, bundle: dict[str, Any] | None) -> tuple[str, ...]:
     if bundle and isinstance(bundle.get("tasks"), list):
         return tuple(str(t["name"]) for t in bundle["tasks"] if str(t.get("name")) in schema.names)
     return tuple(n[: -len("_score")] for n in schema.names
                  if n.endswith("_score") and n[: -len("_score")] in schema.names)
 
 
-def _vectors(table: pa.Table, source: str) -> np.ndarray:
+def embedding_matrix(table: pa.Table, source: str) -> np.ndarray:
     col = table.column("embedding").combine_chunks()
     if col.null_count:
         raise IndexBuildError(
@@ -154,7 +154,7 @@ def _vectors(table: pa.Table, source: str) -> np.ndarray:
     return np.ascontiguousarray(vectors / norms, dtype=np.float32)
 
 
-def _parquet_files(path: Path) -> list[Path]:
+def parquet_files(path: Path) -> list[Path]:
     """A meta.parquet file, or the part files of a ``tag --out DIR/`` dataset."""
     if path.is_file():
         return [path]
@@ -167,7 +167,7 @@ def _parquet_files(path: Path) -> list[Path]:
 
 
 def _read_parquet(path: Path) -> tuple[pa.Schema, pa.Table]:
-    files = _parquet_files(path)
+    files = parquet_files(path)
     try:
         first = pq.ParquetFile(files[0])
         schema = first.schema_arrow
@@ -186,8 +186,8 @@ def read_meta(path: str | Path) -> Entries:
     missing = [c for c in ("path", "status", "embedding", "model") if c not in schema.names]
     if missing:
         raise IndexBuildError(f"{source}: not an ArtyLyze meta.parquet, missing columns {missing}")
-    bundle, root = _metadata(schema)
-    tasks = _tasks(schema, bundle)
+    bundle, root = schema_metadata(schema)
+    tasks = schema_tasks(schema, bundle)
     total = table.num_rows
     ok = table.filter(pc.equal(table.column("status"), "ok"))
     if ok.num_rows == 0:
@@ -201,16 +201,16 @@ def read_meta(path: str | Path) -> Entries:
     if bundle and bundle.get("model_id") not in (None, model_id):
         raise IndexBuildError(f"{source}: rows say model {model_id!r} but the Parquet metadata "
                               f"describes bundle {bundle.get('model_id')!r}")
-    vectors = _vectors(ok, source)
+    vectors = embedding_matrix(ok, source)
     if bundle and int(bundle.get("embedding_dim", vectors.shape[1])) != vectors.shape[1]:
         raise IndexBuildError(f"{source}: embeddings have {vectors.shape[1]} dims, the bundle "
                               f"says {bundle.get('embedding_dim')}")
-    rows = _rows(ok, tasks)
+    rows = entry_rows(ok, tasks)
     return Entries(vectors=vectors, rows=rows, model_id=model_id, bundle=bundle, tasks=tasks,
                    root=root, rows_total=total, rows_error=total - ok.num_rows, source=source)
 
 
-def _rows(ok: pa.Table, tasks: tuple[str, ...]) -> pa.Table:
+def entry_rows(ok: pa.Table, tasks: tuple[str, ...]) -> pa.Table:
     paths = [str(p) for p in ok.column("path").to_pylist()]
     parsed = [parse_file_name(p) for p in paths]
     cols: dict[str, pa.Array] = {

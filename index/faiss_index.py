@@ -59,7 +59,7 @@ def choose_factory(n: int) -> str:
     return f"IVF{int(4 * math.sqrt(n))},Flat"
 
 
-def _make(factory: str, dim: int) -> faiss.Index:
+def make_index(factory: str, dim: int) -> faiss.Index:
     try:
         return faiss.index_factory(dim, factory, faiss.METRIC_INNER_PRODUCT)
     except RuntimeError as e:
@@ -68,16 +68,16 @@ def _make(factory: str, dim: int) -> faiss.Index:
                               f"{first}") from e
 
 
-def _ivf(index: faiss.Index) -> faiss.IndexIVF | None:
+def ivf_of(index: faiss.Index) -> faiss.IndexIVF | None:
     try:
         return faiss.extract_index_ivf(index)
     except (RuntimeError, AttributeError):
         return None
 
 
-def _tunable(index: faiss.Index, factory: str) -> tuple[str, list[int]] | None:
+def search_knob(index: faiss.Index, factory: str) -> tuple[str, list[int]] | None:
     """The search-time knob of this index and the values to try, smallest (fastest) first."""
-    ivf = _ivf(index)
+    ivf = ivf_of(index)
     if ivf is not None:
         steps = [2 ** i for i in range(int(math.log2(max(ivf.nlist, 1))) + 1)]
         return "nprobe", sorted({*steps, int(ivf.nlist)})
@@ -126,12 +126,34 @@ def recall_at(approx: np.ndarray, exact: np.ndarray) -> float:
     return float(per.mean()) if len(per) else 1.0
 
 
-def _without_self(ids: np.ndarray, own: np.ndarray, k: int) -> np.ndarray:
+def without_self(ids: np.ndarray, own: np.ndarray, k: int) -> np.ndarray:
     out = np.full((len(ids), k), -1, dtype=np.int64)
     for i, (row, me) in enumerate(zip(ids, own, strict=True)):
         kept = row[(row != me) & (row >= 0)][:k]
         out[i, : len(kept)] = kept
     return out
+
+
+def train_index(index: faiss.Index, factory: str, sample: np.ndarray, seed: int,
+                log: Callable[[str], None]) -> None:
+    """Train an empty ``index`` on ``sample``, seeded, with a clear error when it cannot be."""
+    ivf = ivf_of(index)
+    if ivf is not None:
+        ivf = faiss.downcast_index(ivf)
+        ivf.cp.niter, ivf.cp.seed = IVF_TRAIN_ITERATIONS, seed
+        # Polysemous codes speed up Hamming pre-filtering, which ArtyLyze never asks for,
+        # and training them takes minutes for PQ64 (seconds even for PQ8).
+        if isinstance(ivf, faiss.IndexIVFPQ):
+            ivf.do_polysemous_training = False
+        if int(ivf.nlist) > len(sample):
+            raise IndexBuildError(f"{factory}: {ivf.nlist} lists for only {len(sample)} "
+                                  "training vectors; use fewer lists")
+    log(f"training {factory} on {len(sample)} vectors")
+    try:
+        index.train(np.ascontiguousarray(sample, np.float32))
+    except RuntimeError as e:
+        raise IndexBuildError(f"FAISS could not train {factory} on {len(sample)} vectors: "
+                              f"{str(e).strip().splitlines()[-1]}") from e
 
 
 def build_index(vectors: np.ndarray, factory: str | None = None,
@@ -148,25 +170,13 @@ def build_index(vectors: np.ndarray, factory: str | None = None,
     x = np.ascontiguousarray(vectors, dtype=np.float32)
     n, dim = x.shape
     factory = (factory or choose_factory(n)).strip()
-    index = _make(factory, dim)
+    index = make_index(factory, dim)
     rng = np.random.default_rng(seed)
     if not index.is_trained:
-        ivf = _ivf(index)
-        size = n
-        if ivf is not None:
-            ivf.cp.niter = IVF_TRAIN_ITERATIONS
-            ivf.cp.seed = seed
-            size = min(n, IVF_TRAIN_PER_LIST * int(ivf.nlist))
-            if int(ivf.nlist) > n:
-                raise IndexBuildError(f"{factory}: {ivf.nlist} lists for only {n} vectors; "
-                                      "use fewer lists")
+        ivf = ivf_of(index)
+        size = n if ivf is None else min(n, IVF_TRAIN_PER_LIST * int(ivf.nlist))
         sample = x if size >= n else x[np.sort(rng.choice(n, size, replace=False))]
-        log(f"training {factory} on {len(sample)} vectors")
-        try:
-            index.train(sample)
-        except RuntimeError as e:
-            raise IndexBuildError(f"FAISS could not train {factory} on {len(sample)} vectors: "
-                                  f"{str(e).strip().splitlines()[-1]}") from e
+        train_index(index, factory, sample, seed, log)
     log(f"adding {n} vectors to {factory}")
     index.add(x)
     built = BuiltIndex(index=index, factory=factory)
@@ -175,13 +185,13 @@ def build_index(vectors: np.ndarray, factory: str | None = None,
     m = min(n_queries, n)
     qids = np.sort(rng.choice(n, m, replace=False))
     k = min(RECALL_K, n - 1) if n > 1 else 1
-    truth = _without_self(exact_neighbours(x, x[qids], k + 1), qids, k)
-    knob = _tunable(index, factory)
+    truth = without_self(exact_neighbours(x, x[qids], k + 1), qids, k)
+    knob = search_knob(index, factory)
 
     def measure() -> tuple[float, float]:
         """Mean recall and its lower bound (mean - 2 standard errors) over the sample."""
         ids = search(index, x[qids], k + 1)[1]
-        per = recall_per_query(_without_self(ids, qids, k), truth)
+        per = recall_per_query(without_self(ids, qids, k), truth)
         return float(per.mean()), float(per.mean() - 2 * per.std() / np.sqrt(len(per)))
 
     built.recall_queries = m
@@ -201,7 +211,7 @@ def build_index(vectors: np.ndarray, factory: str | None = None,
 
 def reconstruct(index: faiss.Index, ids: list[int]) -> np.ndarray:
     """Stored vectors of rows ``ids`` (approximate for compressed indexes)."""
-    ivf = _ivf(index)
+    ivf = ivf_of(index)
     if ivf is not None and not ivf.direct_map.type:
         ivf.make_direct_map()
     try:

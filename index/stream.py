@@ -45,32 +45,32 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from artylyze.index import clusters as cl
-from artylyze.index.build import BuildOptions, _bundle_ref, _cluster
+from artylyze.index.build import BuildOptions, fit_clusters, relative_bundle_path
 from artylyze.index.entries import (
     TRUE_PREFIX,
     Entries,
-    _metadata,
-    _parquet_files,
-    _rows,
-    _tasks,
-    _vectors,
+    embedding_matrix,
+    entry_rows,
+    parquet_files,
+    schema_metadata,
+    schema_tasks,
 )
 from artylyze.index.errors import IndexBuildError
 from artylyze.index.faiss_index import (
     EXACT_MAX,
-    IVF_TRAIN_ITERATIONS,
     IVF_TRAIN_PER_LIST,
     RECALL_K,
     RECALL_QUERIES,
     RECALL_TARGET,
     BuiltIndex,
-    _ivf,
-    _make,
-    _tunable,
-    _without_self,
+    ivf_of,
+    make_index,
     recall_per_query,
     search,
+    search_knob,
     set_params,
+    train_index,
+    without_self,
 )
 from artylyze.index.labels import with_period
 from artylyze.index.reduce import PCA, fit_pca
@@ -108,7 +108,7 @@ def choose_stream_factory(n: int, dim: int) -> str:
 def embedding_bytes(path: str | Path) -> int:
     """float32 bytes of all embeddings, from the Parquet footers only (no data read)."""
     total = 0
-    for file in _parquet_files(Path(path)):
+    for file in parquet_files(Path(path)):
         meta = pq.ParquetFile(file)
         kind = meta.schema_arrow.field("embedding").type \
             if "embedding" in meta.schema_arrow.names else None
@@ -169,7 +169,7 @@ class Source:
     def entries(self, vectors: np.ndarray, ok: pa.Table) -> Entries:
         """Some ok rows as ``Entries``, so the in-memory build's steps apply to them."""
         return with_period(Entries(
-            vectors=vectors, rows=_rows(ok, self.tasks), model_id=self.model_id,
+            vectors=vectors, rows=entry_rows(ok, self.tasks), model_id=self.model_id,
             bundle=self.bundle, tasks=self.tasks, root=self.root, rows_total=self.rows_total,
             rows_error=self.rows_total - self.count, source=str(self.path)))
 
@@ -179,7 +179,7 @@ def open_source(path: str | Path, chunk_rows: int = CHUNK_ROWS) -> Source:
     path = Path(path)
     if chunk_rows < 1:
         raise IndexBuildError(f"chunk size must be at least 1 row, got {chunk_rows}")
-    files = _parquet_files(path)
+    files = parquet_files(path)
     try:
         schema = pq.ParquetFile(files[0]).schema_arrow
     except (pa.ArrowInvalid, OSError) as e:
@@ -191,8 +191,8 @@ def open_source(path: str | Path, chunk_rows: int = CHUNK_ROWS) -> Source:
     if not pa.types.is_fixed_size_list(kind):
         raise IndexBuildError(f"{path}: column embedding is {kind}; streaming needs "
                               "fixed_size_list<float32, D> (as `artylyze tag` writes)")
-    bundle, root = _metadata(schema)
-    source = Source(path, files, schema, bundle, root, _tasks(schema, bundle), "",
+    bundle, root = schema_metadata(schema)
+    source = Source(path, files, schema, bundle, root, schema_tasks(schema, bundle), "",
                     kind.list_size, 0, 0, chunk_rows)
     total, models = 0, {}
     for batch in source.batches(["status", "model"]):
@@ -224,7 +224,7 @@ def read_sample(source: Source, ids: np.ndarray) -> Entries:
         lo, hi = np.searchsorted(ids, [start, start + ok.num_rows])
         if hi > lo:
             picked = ok.take(pa.array(ids[lo:hi] - start))
-            vectors.append(_vectors(picked, str(source.path)))
+            vectors.append(embedding_matrix(picked, str(source.path)))
             tables.append(picked)
     return source.entries(np.concatenate(vectors), pa.concat_tables(tables))
 
@@ -245,7 +245,7 @@ class Trained:
         (nprobe) are left out, they may differ between shards."""
         empty = faiss.clone_index(self.index)
         empty.reset()
-        ivf = _ivf(empty)
+        ivf = ivf_of(empty)
         if ivf is not None:
             ivf.nprobe = 1
         h = hashlib.sha256(faiss.serialize_index(empty).tobytes())
@@ -257,28 +257,12 @@ class Trained:
         return h.hexdigest()
 
 
-def train_index(sample: np.ndarray, factory: str, seed: int,
-                log: Callable[[str], None]) -> faiss.Index:
+def trained_index(sample: np.ndarray, factory: str, seed: int,
+                  log: Callable[[str], None]) -> faiss.Index:
     """An empty index of type ``factory`` trained on ``sample`` (index-space vectors)."""
-    index = _make(factory, sample.shape[1])
-    ivf = _ivf(index)
-    if ivf is not None:
-        ivf = faiss.downcast_index(ivf)
-        ivf.cp.niter, ivf.cp.seed = IVF_TRAIN_ITERATIONS, seed
-        # Polysemous codes speed up Hamming pre-filtering, which ArtyLyze never asks for,
-        # and training them takes minutes for PQ64 (seconds even for PQ8).
-        if isinstance(ivf, faiss.IndexIVFPQ):
-            ivf.do_polysemous_training = False
-        if int(ivf.nlist) > len(sample):
-            raise IndexBuildError(f"{factory}: {ivf.nlist} lists for only {len(sample)} "
-                                  "sampled vectors; use fewer lists")
+    index = make_index(factory, sample.shape[1])
     if not index.is_trained:
-        log(f"training {factory} on {len(sample)} sampled vectors")
-        try:
-            index.train(np.ascontiguousarray(sample, np.float32))
-        except RuntimeError as e:
-            raise IndexBuildError(f"FAISS could not train {factory} on {len(sample)} vectors: "
-                                  f"{str(e).strip().splitlines()[-1]}") from e
+        train_index(index, factory, sample, seed, log)
     return index
 
 
@@ -295,8 +279,8 @@ def fit_on_sample(sample: Entries, opts: BuildOptions, n: int,
         vectors = pca.transform(sample.vectors)
         log(f"PCA {sample.dim} -> {pca.out_dim} dims (fitted on {sample.count} sampled rows)")
     factory = (opts.index_type or choose_stream_factory(n, vectors.shape[1])).strip()
-    index = train_index(vectors, factory, opts.seed, log)
-    model, themes, _, _ = _cluster(sample, opts, vectors, log)
+    index = trained_index(vectors, factory, opts.seed, log)
+    model, themes, _, _ = fit_clusters(sample, opts, vectors, log)
     themes["labels_from_sample_rows"] = sample.count
     return Trained(index, factory, {}, pca, model, themes)
 
@@ -354,11 +338,11 @@ def tune(index: faiss.Index, factory: str, queries: np.ndarray, qids: np.ndarray
         built.recall_queries = 0
         return built
     k = truth.shape[1]
-    knob = _tunable(index, factory)
+    knob = search_knob(index, factory)
     for value in knob[1] if knob else [None]:
         if knob:
             set_params(index, {knob[0]: value})
-        per = recall_per_query(_without_self(search(index, queries, k + 1)[1], qids, k), truth)
+        per = recall_per_query(without_self(search(index, queries, k + 1)[1], qids, k), truth)
         recall, low = float(per.mean()), float(per.mean() - 2 * per.std() / math.sqrt(len(per)))
         if knob and built.params and recall - built.recall < RECALL_PLATEAU:
             set_params(index, built.params)  # no gain: keep the cheaper setting
@@ -407,7 +391,7 @@ def build_streaming(meta: str | Path, out: str | Path, opts: BuildOptions | None
     log(f"{source.count} entries with status ok ({source.rows_total - source.count} error rows "
         f"skipped) in {len(source.files)} file(s), {source.dim}-dim embeddings from "
         f"{source.model_id}; reading {chunk_rows} rows at a time")
-    bundle_ref = _bundle_ref(opts.bundle_dir, out, source.model_id)
+    bundle_ref = relative_bundle_path(opts.bundle_dir, out, source.model_id)
     rng = np.random.default_rng(opts.seed)
     size = _sample_size(source, opts.index_type, trained is not None)
     ids = np.sort(rng.choice(source.count, size, replace=False)) if size < source.count \
@@ -433,7 +417,7 @@ def build_streaming(meta: str | Path, out: str | Path, opts: BuildOptions | None
         log(f"adding {source.count} vectors to {fit.factory}")
         progress.start(source.count)
         for start, ok in source.ok_batches(source.columns()):
-            raw = _vectors(ok, str(source.path))
+            raw = embedding_matrix(ok, str(source.path))
             vectors = to_index(raw)
             index.add(vectors)
             truth.add(vectors, start)
@@ -452,7 +436,7 @@ def build_streaming(meta: str | Path, out: str | Path, opts: BuildOptions | None
     else:
         tables.append(_empty_rows(source))
     rows = pa.concat_tables(tables, promote_options="permissive")
-    built = tune(index, fit.factory, queries, qids, _without_self(truth.ids, qids, k), log) \
+    built = tune(index, fit.factory, queries, qids, without_self(truth.ids, qids, k), log) \
         if not train_only else BuiltIndex(index, fit.factory, fit.params, 0.0, 0)
     if not train_only:
         log(f"index: {built.describe()}")
