@@ -39,8 +39,10 @@ class PlainProgress(Progress):
     """One line every ``interval`` seconds, readable in a log file (no control characters)."""
 
     def __init__(self, stream: TextIO, interval: float = 30.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, label: str = "tag",
+                 unit: str = "files") -> None:
         self.stream, self.interval, self.clock = stream, interval, clock
+        self.label, self.unit = label, unit
         self.total = self.done = self.errors = 0
         self.t0 = self.last = 0.0
 
@@ -48,7 +50,7 @@ class PlainProgress(Progress):
         self.total, self.t0 = total, self.clock()
         self.last = self.t0
         extra = f" ({skipped} up to date)" if skipped else ""
-        self._print(f"tag: {total} files to process{extra}")
+        self._print(f"{self.label}: {total} {self.unit} to process{extra}")
 
     def advance(self, n: int, errors: int) -> None:
         self.done += n
@@ -63,7 +65,8 @@ class PlainProgress(Progress):
         rate = self.done / elapsed
         pct = 100.0 * self.done / self.total if self.total else 100.0
         eta = _duration((self.total - self.done) / rate) if rate > 0 else "?"
-        return (f"tag: {self.done}/{self.total} files ({pct:.0f}%), {rate:.1f} files/s, "
+        return (f"{self.label}: {self.done}/{self.total} {self.unit} ({pct:.0f}%), "
+                f"{rate:.1f} {self.unit}/s, "
                 f"ETA {eta}, {self.errors} errors")
 
     def note(self, message: str) -> None:
@@ -80,7 +83,7 @@ class PlainProgress(Progress):
 class RichProgress(Progress):
     """A live bar with files/s, ETA and the error count."""
 
-    def __init__(self, stream: TextIO) -> None:
+    def __init__(self, stream: TextIO, label: str = "tag", unit: str = "files") -> None:
         from rich.console import Console
         from rich.progress import (
             BarColumn,
@@ -92,8 +95,9 @@ class RichProgress(Progress):
         from rich.progress import Progress as Bar
 
         self.console = Console(file=stream)
-        self.bar = Bar(TextColumn("tagging"), BarColumn(), MofNCompleteColumn(),
-                       TextColumn("{task.fields[rate]} files/s"), TimeElapsedColumn(),
+        self.unit = unit
+        self.bar = Bar(TextColumn(label), BarColumn(), MofNCompleteColumn(),
+                       TextColumn(f"{{task.fields[rate]}} {unit}/s"), TimeElapsedColumn(),
                        TextColumn("ETA"), TimeRemainingColumn(),
                        TextColumn("[red]{task.fields[errors]} errors"),
                        console=self.console, transient=False)
@@ -103,7 +107,7 @@ class RichProgress(Progress):
 
     def start(self, total: int, skipped: int = 0) -> None:
         if skipped:
-            self.console.print(f"{skipped} files up to date")
+            self.console.print(f"{skipped} {self.unit} up to date")
         self.bar.start()
         self.t0 = time.monotonic()
         self.task = self.bar.add_task("tag", total=total, rate="-", errors=0)
@@ -121,11 +125,12 @@ class RichProgress(Progress):
 
 
 def make_progress(quiet: bool = False, stream: TextIO | None = None,
-                  interval: float = 30.0) -> Progress:
-    """The reporter that suits ``stream`` (stderr by default)."""
+                  interval: float = 30.0, label: str = "tag", unit: str = "files") -> Progress:
+    """The reporter that suits ``stream`` (stderr by default); ``label`` and ``unit`` name
+    the work (``tag``/``files``, ``index``/``rows``)."""
     stream = stream or sys.stderr
     if quiet:
         return Progress()
     if stream.isatty():
-        return RichProgress(stream)
-    return PlainProgress(stream, interval)
+        return RichProgress(stream, label, unit)
+    return PlainProgress(stream, interval, label=label, unit=unit)

@@ -85,7 +85,7 @@ def build(
             stream = trained is not None or train_only or should_stream(meta)
         if stream:
             res = build_streaming(meta, out, opts, chunk_rows, trained, train_only, log=_log,
-                                  progress=make_progress())
+                                  progress=make_progress(label="index", unit="rows"))
             man, themes, built = res.manifest, res.themes, res.built
         else:
             result = build_index(meta, out, opts, log=_log)
