@@ -167,6 +167,9 @@ class Bundle:
         self.manifest = manifest
         self.device = device
         self.threads = threads
+        # onnxruntime's idle threads spin for work by default: right when inference has the
+        # cores to itself, wasteful when decode threads share them (see engine.plan_threads)
+        self.spin = True
         self._session = None
 
     @property
@@ -186,6 +189,8 @@ class Bundle:
             opts = ort.SessionOptions()
             opts.intra_op_num_threads = self.threads or usable_cores()
             opts.inter_op_num_threads = 1
+            if not self.spin:
+                opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
             opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
             self._session = ort.InferenceSession(
                 str(self.model_path), sess_options=opts,

@@ -213,28 +213,24 @@ def error_kind(message: str) -> str:
 # ---------------------------------------------------------------- threads
 
 def plan_threads(options: TagOptions, device: str) -> tuple[int, int]:
-    """(decode workers, onnxruntime intra-op threads), together no more than the usable cores.
+    """(decode workers, onnxruntime intra-op threads) for a run.
 
-    Decoding and inference run at the same time, so their sum must not exceed the cores:
-    oversubscribed onnxruntime threads spin and stall each other. On CPU, inference is the
-    expensive stage for scans of ordinary size (EfficientNet-Lite0: ~10 ms per image and
-    thread, against ~1-2 ms to read, hash and decode a 224 px JPEG), so by default it gets
-    three quarters of the cores and decoding the rest; on a GPU, decoding gets all but one.
-    An explicit ``workers`` or ``threads`` takes its share and leaves the rest to the other.
-    The run's stage times show which side to give more.
+    On CPU both default to the number of usable cores, and onnxruntime's threads do not spin
+    (see :func:`_process`): which stage is the expensive one depends on the collection, not
+    the machine. Full-size scans cost ~28 ms of a core to read, hash and decode against
+    ~11 ms to infer (EfficientNet-Lite0), 224 px thumbnails ~2 ms against the same 11 ms. A
+    fixed split of the cores would idle one side in either case; full pools on both sides
+    let the OS give the cores to whichever stage has work, and the bounded window of files
+    in flight keeps decoding from running ahead. ``benchmarks/tag_throughput.py`` measures
+    the result against the machine's limit. On a GPU, inference needs one thread to feed
+    the device and decoding gets the other cores. An explicit ``workers`` or ``threads``
+    is taken as given.
     """
     cores = usable_cores()
-    on_gpu = device in ("cuda", "auto") and _has_cuda()
-    if options.threads is not None:
-        threads = options.threads
-    elif options.workers is not None:
-        threads = max(1, cores - options.workers)
-    elif on_gpu:
-        threads = 1
-    else:
-        threads = max(1, cores * 3 // 4)
-    workers = options.workers if options.workers is not None else max(1, cores - threads)
-    return workers, threads
+    if device in ("cuda", "auto") and _has_cuda():
+        threads = options.threads or 1
+        return options.workers or max(1, cores - threads), threads
+    return options.workers or cores, options.threads or cores
 
 
 def _has_cuda() -> bool:
@@ -461,6 +457,8 @@ def _process(files: list[FileEntry], bundle: Bundle, options: TagOptions, state:
     workers, threads = plan_threads(options, bundle.device)
     if bundle.threads is None:
         bundle.threads = threads  # read when the session is created, on first use
+    # Spinning onnxruntime threads would take the cores from decoding while they wait.
+    bundle.spin = workers + (bundle.threads or threads) <= usable_cores()
     summary.workers, summary.threads = workers, bundle.threads or threads
     writer = PartWriter(target, make_schema(bundle.manifest, summary.root, options.top_k),
                         state.key, options.full, _next_part(state))
