@@ -392,3 +392,18 @@ def test_the_tagging_modules_never_import_torch() -> None:
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           check=True)
     assert done.stdout.strip() == "[]"
+
+
+def test_threads_default_to_all_cores_and_stop_spinning_when_shared(
+        tmp_path: Path, bundle_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import artylyze.engine as engine
+
+    monkeypatch.setattr(engine, "usable_cores", lambda: 4)
+    assert engine.plan_threads(TagOptions(), "cpu") == (4, 4)
+    assert engine.plan_threads(TagOptions(workers=1, threads=3), "cpu") == (1, 3)
+    write_pictures(tmp_path / "col", 2)
+    for options, spin in (({}, False), ({"workers": 1, "threads": 3}, True)):
+        bundle = load_bundle(bundle_dir)
+        summary = tag_collection(tmp_path / "col", tmp_path / f"{spin}.parquet", bundle,
+                                 TagOptions(batch_size=4, **options))
+        assert (summary.tagged, bundle.spin) == (2, spin)
