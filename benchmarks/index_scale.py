@@ -23,8 +23,8 @@ grows linearly: index codes, row metadata, float16 cluster coordinates; the samp
 capped at 500k rows), then corrected for the codes the default index uses at 10M (PQ64:
 64 bytes a vector instead of SQ8's 256, as ``choose_stream_factory`` switches past ~4M);
 build time as c * n^1.5 from the largest size (assigning n vectors to 4*sqrt(n) IVF lists
-dominates). One size gives no projection: fixed costs dominate small runs. The lead's run
-after training::
+dominates). One size gives no projection: fixed costs dominate small runs. The measured run
+(the figures in README)::
 
     OMP_NUM_THREADS=2 python benchmarks/index_scale.py --stream --sizes 1000000 3000000
     python benchmarks/index_scale.py --stream --sizes 20000 --json /tmp/s.json  # smoke check
