@@ -43,6 +43,9 @@ def train(
     bf16: bool = typer.Option(True, help="bfloat16 autocast while training on CPU."),
     weights: Path | None = typer.Option(None, exists=True, help="Backbone weights file."),
     limit: int | None = typer.Option(None, help="At most this many images per split."),
+    init: Path | None = typer.Option(None, exists=True, file_okay=False, help="Start from "
+                                     "this checkpoint, e.g. --mode frozen to re-fit the "
+                                     "embedding and heads of a fine-tuned model."),
     name: str | None = typer.Option(None, help="Model name recorded in checkpoints and "
                                     "bundles (default: artylyze-BACKBONE)."),
 ) -> None:
@@ -55,7 +58,8 @@ def train(
                       balance=balance.value, train_size=train_size, input_size=input_size,
                       embedding_dim=embedding_dim, patience=patience, ema_decay=ema_decay,
                       seed=seed, bf16=bf16,
-                      weights=str(weights) if weights else None, limit=limit, name=name)
+                      weights=str(weights) if weights else None, limit=limit, name=name,
+                      init=str(init) if init else None)
     with cli_errors():
         best = run(cfg, log=typer.echo)
     typer.echo(f"best checkpoint: {best}")

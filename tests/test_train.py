@@ -14,9 +14,9 @@ from safetensors.torch import load_file
 
 from artylyze.imaging import load_image
 from artylyze.train import data
-from artylyze.train.checkpoint import load_checkpoint, save_checkpoint
+from artylyze.train.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from artylyze.train.ema import WeightAverage
-from artylyze.train.loop import TrainConfig, masked_loss, train
+from artylyze.train.loop import TrainConfig, Trainer, masked_loss, train
 from artylyze.train.manifest import build_manifest, period_of, write_manifest_parquet
 from artylyze.train.models import BACKBONES, build_model
 from artylyze.train.registry import RegistryError
@@ -162,3 +162,13 @@ def test_finetune_saves_averaged_weights_and_resumes(wikiart, tmp_path):
     assert any("resumed from" in s and "after epoch 1" in s for s in logs)
     history = json.loads((tmp_path / "run" / "history.json").read_text())
     assert [h["epoch"] for h in history] == [1, 2]
+
+    # --init: a frozen re-fit starts from the fine-tuned weights
+    best = tmp_path / "run" / "best"
+    refit = Trainer(replace(cfg, out=str(tmp_path / "refit"), mode="frozen", init=str(best)),
+                    log=lambda s: None)
+    for name, value in load_file(str(best / "model.safetensors")).items():
+        assert torch.equal(refit.model.state_dict()[name], value), name
+    with pytest.raises(CheckpointError, match="task labels differ"):
+        Trainer(replace(cfg, out=str(tmp_path / "other"), tasks=["style"], init=str(best)),
+                log=lambda s: None)

@@ -25,6 +25,7 @@ from artylyze.train import data
 from artylyze.train.checkpoint import (
     ONLINE_FILE,
     WEIGHTS_FILE,
+    CheckpointError,
     load_optimizer,
     read_config,
     save_checkpoint,
@@ -65,6 +66,7 @@ class TrainConfig:
     limit: int | None = None  # use at most this many rows per split (tests, smoke runs)
     pretrained: bool = True
     weights: str | None = None
+    init: str | None = None  # start from this checkpoint (e.g. re-fit heads of a fine-tuned model)
     name: str | None = None
     tasks: list[str] = field(default_factory=lambda: list(data.TASKS))
 
@@ -153,6 +155,8 @@ class Trainer:
         tasks = {t: len(v) for t, v in self.enc.labels.items()}
         self.model = build_model(cfg.backbone, tasks, cfg.embedding_dim, cfg.pretrained,
                                  cfg.weights)
+        if cfg.init:
+            self.start_from(cfg.init)
         train_codes = self.splits["train"].codes
         self.weights = {
             t: torch.from_numpy(data.class_weights(c, tasks[t]))
@@ -161,6 +165,18 @@ class Trainer:
         self.best = -1.0
         self.epoch = 0
         self.ema: WeightAverage | None = None
+
+    def start_from(self, ckpt_dir: str) -> None:
+        """Load a checkpoint's weights; its tasks and labels must be this run's."""
+        from safetensors.torch import load_file
+
+        config = read_config(ckpt_dir)
+        theirs = {t["name"]: t["labels"] for t in config["tasks"]}
+        if theirs != self.enc.labels or config["backbone"] != self.cfg.backbone:
+            raise CheckpointError(f"--init {ckpt_dir}: its backbone or task labels differ "
+                                  "from this run's manifest")
+        self.model.load_state_dict(load_file(str(Path(ckpt_dir) / WEIGHTS_FILE)))
+        self.log(f"started from {ckpt_dir}")
 
     def config_dict(self, metrics: dict | None = None) -> dict:
         return {
