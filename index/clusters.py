@@ -102,7 +102,11 @@ class Gmm:
         means = self.means.astype(np.float64)
         if self.covariance_type == "diag":
             log_det = np.log(prec).sum(axis=1)
-            maha = (((x[:, None, :] - means[None]) * prec[None]) ** 2).sum(axis=2)
+            # sum_d ((x_d - m_d) p_d)^2 expanded into matrix products, so memory is
+            # rows x k, not rows x k x dims (600 MB for 50k rows).
+            p2 = prec ** 2
+            maha = ((x ** 2) @ p2.T - 2 * x @ (means * p2).T
+                    + ((means ** 2) * p2).sum(axis=1)[None])
         else:
             log_det = np.log(np.diagonal(prec, axis1=1, axis2=2)).sum(axis=1)
             maha = np.empty((len(x), self.k))

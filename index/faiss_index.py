@@ -179,31 +179,42 @@ def build_index(vectors: np.ndarray, factory: str | None = None,
         train_index(index, factory, sample, seed, log)
     log(f"adding {n} vectors to {factory}")
     index.add(x)
-    built = BuiltIndex(index=index, factory=factory)
     if factory == "Flat":
-        return built
+        return BuiltIndex(index=index, factory=factory)
     m = min(n_queries, n)
     qids = np.sort(rng.choice(n, m, replace=False))
     k = min(RECALL_K, n - 1) if n > 1 else 1
     truth = without_self(exact_neighbours(x, x[qids], k + 1), qids, k)
-    knob = search_knob(index, factory)
+    return tune(index, factory, x[qids], qids, truth, recall_target, log=log)
 
-    def measure() -> tuple[float, float]:
-        """Mean recall and its lower bound (mean - 2 standard errors) over the sample."""
-        ids = search(index, x[qids], k + 1)[1]
-        per = recall_per_query(without_self(ids, qids, k), truth)
-        return float(per.mean()), float(per.mean() - 2 * per.std() / np.sqrt(len(per)))
 
-    built.recall_queries = m
-    if knob is None:
-        built.recall = measure()[0]
+def tune(index: faiss.Index, factory: str, queries: np.ndarray, qids: np.ndarray,
+         truth: np.ndarray, recall_target: float = RECALL_TARGET, plateau: float | None = None,
+         log: Callable[[str], None] | None = None) -> BuiltIndex:
+    """Raise the search knob (``nprobe``, ``efSearch``) until recall@k's lower bound (mean
+    - 2 standard errors over ``queries``, rows ``qids`` of the index, each left out of its
+    own results) reaches ``recall_target``, so the promise holds on new queries too. With
+    ``plateau``, also stop once a step gains less than that (PQ codes cap recall below
+    exact) and keep the cheaper setting."""
+    log = log or (lambda _msg: None)
+    built = BuiltIndex(index=index, factory=factory, recall_queries=len(qids))
+    if factory == "Flat" or not len(qids):
+        built.recall_queries = 0
         return built
-    name, steps = knob
-    for value in steps:
-        set_params(index, {name: value})
-        built.params = {name: value}
-        built.recall, low = measure()
-        log(f"{name}={value}: recall@{k} {built.recall:.3f} (lower bound {low:.3f})")
+    k = truth.shape[1]
+    knob = search_knob(index, factory)
+    for value in knob[1] if knob else [None]:
+        if knob:
+            set_params(index, {knob[0]: value})
+        per = recall_per_query(without_self(search(index, queries, k + 1)[1], qids, k), truth)
+        recall, low = float(per.mean()), float(per.mean() - 2 * per.std() / np.sqrt(len(per)))
+        if plateau is not None and knob and built.params and recall - built.recall < plateau:
+            set_params(index, built.params)  # no gain: keep the cheaper setting
+            break
+        built.recall = recall
+        if knob:
+            built.params = {knob[0]: int(value)}
+            log(f"{knob[0]}={value}: recall@{k} {recall:.3f} (lower bound {low:.3f})")
         if low >= recall_target:  # the target holds with ~97.5% confidence, not just on average
             break
     return built

@@ -61,15 +61,11 @@ from artylyze.index.faiss_index import (
     IVF_TRAIN_PER_LIST,
     RECALL_K,
     RECALL_QUERIES,
-    RECALL_TARGET,
     BuiltIndex,
     ivf_of,
     make_index,
-    recall_per_query,
-    search,
-    search_knob,
-    set_params,
     train_index,
+    tune,
     without_self,
 )
 from artylyze.index.labels import with_period
@@ -87,8 +83,6 @@ SAMPLE_MAX = 500_000
 #: Stop raising nprobe once recall gains less than this: PQ caps recall below the target.
 RECALL_PLATEAU = 0.002
 READ_BUFFER = 1 << 20
-#: GMM posteriors broadcast rows x k x dims in float64: 8192 rows keep that near 50 MB.
-POSTERIOR_ROWS = 8192
 
 
 def choose_stream_factory(n: int, dim: int) -> str:
@@ -329,33 +323,6 @@ class ExactTopK:
         self.ids = np.take_along_axis(ids, top, axis=1)
 
 
-def tune(index: faiss.Index, factory: str, queries: np.ndarray, qids: np.ndarray,
-         truth: np.ndarray, log: Callable[[str], None]) -> BuiltIndex:
-    """Raise nprobe / efSearch until recall@10's lower bound reaches ``RECALL_TARGET``, or
-    until it stops improving (PQ codes cap recall below exact)."""
-    built = BuiltIndex(index=index, factory=factory, recall_queries=len(qids))
-    if factory == "Flat" or not len(qids):
-        built.recall_queries = 0
-        return built
-    k = truth.shape[1]
-    knob = search_knob(index, factory)
-    for value in knob[1] if knob else [None]:
-        if knob:
-            set_params(index, {knob[0]: value})
-        per = recall_per_query(without_self(search(index, queries, k + 1)[1], qids, k), truth)
-        recall, low = float(per.mean()), float(per.mean() - 2 * per.std() / math.sqrt(len(per)))
-        if knob and built.params and recall - built.recall < RECALL_PLATEAU:
-            set_params(index, built.params)  # no gain: keep the cheaper setting
-            break
-        built.recall = recall
-        if knob:
-            built.params = {knob[0]: int(value)}
-            log(f"{knob[0]}={value}: recall@{k} {recall:.3f} (lower bound {low:.3f})")
-        if low >= RECALL_TARGET:
-            break
-    return built
-
-
 @dataclass(frozen=True)
 class StreamResult:
     """What the CLI prints; the index itself stays on disk (loading it would double RSS)."""
@@ -422,9 +389,7 @@ def build_streaming(meta: str | Path, out: str | Path, opts: BuildOptions | None
             index.add(vectors)
             truth.add(vectors, start)
             xy = fit.clusters.space(raw).astype(np.float32)
-            assign = np.concatenate([gmm.posteriors(xy[s:s + POSTERIOR_ROWS]).argmax(1)
-                                     for s in range(0, len(xy), POSTERIOR_ROWS)]).astype(
-                                         np.int32)
+            assign = gmm.posteriors(xy).argmax(1).astype(np.int32)
             sizes += np.bincount(assign, minlength=gmm.k)
             rows = source.entries(raw[:0], ok).rows
             rows = rows.append_column("kmeans", pa.array(cl.nearest_centre(
@@ -436,7 +401,8 @@ def build_streaming(meta: str | Path, out: str | Path, opts: BuildOptions | None
     else:
         tables.append(_empty_rows(source))
     rows = pa.concat_tables(tables, promote_options="permissive")
-    built = tune(index, fit.factory, queries, qids, without_self(truth.ids, qids, k), log) \
+    built = tune(index, fit.factory, queries, qids, without_self(truth.ids, qids, k),
+                 plateau=RECALL_PLATEAU, log=log) \
         if not train_only else BuiltIndex(index, fit.factory, fit.params, 0.0, 0)
     if not train_only:
         log(f"index: {built.describe()}")
