@@ -178,29 +178,41 @@ def _read_parquet(path: Path) -> tuple[pa.Schema, pa.Table]:
     return schema, table
 
 
+def check_columns(schema: pa.Schema, source: str) -> None:
+    missing = [c for c in ("path", "status", "embedding", "model") if c not in schema.names]
+    if missing:
+        raise IndexBuildError(f"{source}: not an ArtyLyze meta.parquet, missing columns {missing}")
+
+
+def single_model(models: dict[str | None, int], total: int, bundle: dict[str, Any] | None,
+                 source: str) -> str:
+    """The one model id of the ok rows (``models``: id -> ok rows); an index is meaningless
+    over embeddings of different models, so anything else is refused."""
+    if not models:
+        raise IndexBuildError(f"{source}: no rows with status ok ({total} rows in all)")
+    if len(models) != 1 or None in models:
+        seen = ", ".join(f"{m!r} ({c} rows)" for m, c in models.items())
+        raise IndexBuildError(f"{source}: rows were embedded by different models: {seen}; "
+                              "an index needs one model (re-tag with one bundle)")
+    model_id = str(next(iter(models)))
+    if bundle and bundle.get("model_id") not in (None, model_id):
+        raise IndexBuildError(f"{source}: rows say model {model_id!r} but the Parquet metadata "
+                              f"describes bundle {bundle.get('model_id')!r}")
+    return model_id
+
+
 def read_meta(path: str | Path) -> Entries:
     """Load the ``status == ok`` rows of a meta.parquet (file, or dataset directory);
     refuse one that mixes models."""
     source = str(path)
     schema, table = _read_parquet(Path(path))
-    missing = [c for c in ("path", "status", "embedding", "model") if c not in schema.names]
-    if missing:
-        raise IndexBuildError(f"{source}: not an ArtyLyze meta.parquet, missing columns {missing}")
+    check_columns(schema, source)
     bundle, root = schema_metadata(schema)
     tasks = schema_tasks(schema, bundle)
     total = table.num_rows
     ok = table.filter(pc.equal(table.column("status"), "ok"))
-    if ok.num_rows == 0:
-        raise IndexBuildError(f"{source}: no rows with status ok ({total} rows in all)")
-    models = pc.value_counts(ok.column("model")).to_pylist()
-    if len(models) != 1 or models[0]["values"] is None:
-        seen = ", ".join(f"{m['values']!r} ({m['counts']} rows)" for m in models)
-        raise IndexBuildError(f"{source}: rows were embedded by different models: {seen}; "
-                              "an index needs one model (re-tag with one bundle)")
-    model_id = str(models[0]["values"])
-    if bundle and bundle.get("model_id") not in (None, model_id):
-        raise IndexBuildError(f"{source}: rows say model {model_id!r} but the Parquet metadata "
-                              f"describes bundle {bundle.get('model_id')!r}")
+    models = {m["values"]: m["counts"] for m in pc.value_counts(ok.column("model")).to_pylist()}
+    model_id = single_model(models, total, bundle, source)
     vectors = embedding_matrix(ok, source)
     if bundle and int(bundle.get("embedding_dim", vectors.shape[1])) != vectors.shape[1]:
         raise IndexBuildError(f"{source}: embeddings have {vectors.shape[1]} dims, the bundle "

@@ -49,11 +49,13 @@ from artylyze.index.build import BuildOptions, fit_clusters, relative_bundle_pat
 from artylyze.index.entries import (
     TRUE_PREFIX,
     Entries,
+    check_columns,
     embedding_matrix,
     entry_rows,
     parquet_files,
     schema_metadata,
     schema_tasks,
+    single_model,
 )
 from artylyze.index.errors import IndexBuildError
 from artylyze.index.faiss_index import (
@@ -178,9 +180,7 @@ def open_source(path: str | Path, chunk_rows: int = CHUNK_ROWS) -> Source:
         schema = pq.ParquetFile(files[0]).schema_arrow
     except (pa.ArrowInvalid, OSError) as e:
         raise IndexBuildError(f"{files[0]}: not a readable Parquet file ({e})") from e
-    missing = [c for c in ("path", "status", "embedding", "model") if c not in schema.names]
-    if missing:
-        raise IndexBuildError(f"{path}: not an ArtyLyze meta.parquet, missing columns {missing}")
+    check_columns(schema, str(path))
     kind = schema.field("embedding").type
     if not pa.types.is_fixed_size_list(kind):
         raise IndexBuildError(f"{path}: column embedding is {kind}; streaming needs "
@@ -198,16 +198,7 @@ def open_source(path: str | Path, chunk_rows: int = CHUNK_ROWS) -> Source:
         other = pq.ParquetFile(file).schema_arrow
         if "embedding" not in other.names or other.field("embedding").type != kind:
             raise IndexBuildError(f"{file}: its embedding column differs from {files[0].name}'s")
-    if not models:
-        raise IndexBuildError(f"{path}: no rows with status ok ({total} rows in all)")
-    if len(models) != 1 or None in models:
-        seen = ", ".join(f"{m!r} ({c} rows)" for m, c in models.items())
-        raise IndexBuildError(f"{path}: rows were embedded by different models: {seen}; "
-                              "an index needs one model (re-tag with one bundle)")
-    model_id = str(next(iter(models)))
-    if bundle and bundle.get("model_id") not in (None, model_id):
-        raise IndexBuildError(f"{path}: rows say model {model_id!r} but the Parquet metadata "
-                              f"describes bundle {bundle.get('model_id')!r}")
+    model_id = single_model(models, total, bundle, str(path))
     return replace(source, model_id=model_id, count=sum(models.values()), rows_total=total)
 
 
