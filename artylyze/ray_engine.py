@@ -69,13 +69,13 @@ from artylyze.engine import (
 from artylyze.progress import Progress
 from artylyze.store import (
     ROW_GROUP_ROWS,
-    Known,
     OutputLock,
     OutputTarget,
     State,
     build_row,
     encode_path,
     key_from_metadata,
+    known_in,
     known_rows,
     make_schema,
     predictions,
@@ -255,10 +255,8 @@ class PartSink:
         table = pa.concat_tables(self.pending).cast(self.schema)
         part = Part(self.number, self.folder / f"part-{self.number:05d}-{self.run_id}.parquet")
         write_part(table, part.path)
-        cols = [table.column(c).to_pylist() for c in ("path", "size", "mtime_ns", "sha256")]
-        status = table.column("status").to_pylist()
-        for (path, size, mtime, sha), st in zip(zip(*cols, strict=True), status, strict=True):
-            self.state.add(path, Known(size, mtime, sha, st == "ok", part.number))
+        for path, known in known_in(table, part.number):
+            self.state.add(path, known)
         self.written.append(part)
         self.number += 1
         self.pending, self.rows, self.last = [], 0, time.monotonic()

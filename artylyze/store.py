@@ -468,15 +468,22 @@ def key_from_metadata(meta: dict[bytes, bytes]) -> str | None:
         return None
 
 
+KNOWN_COLUMNS = ["path", "size", "mtime_ns", "sha256", "status"]
+
+
+def known_in(rows: pa.Table | pa.RecordBatch, source: int) -> Iterator[tuple[str, Known]]:
+    """(path, Known) of each row of a table holding at least ``KNOWN_COLUMNS``."""
+    cols = [rows.column(c).to_pylist() for c in KNOWN_COLUMNS]
+    for p, size, mtime, sha, status in zip(*cols, strict=True):
+        yield p, Known(size, mtime, sha, status == "ok", source)
+
+
 def known_rows(path: Path, source: int) -> Iterator[tuple[str, Known]]:
     """(path, Known) of every row, read in batches of the five small columns only."""
-    columns = ["path", "size", "mtime_ns", "sha256", "status"]
     try:
-        batches = pq.ParquetFile(path).iter_batches(batch_size=65536, columns=columns)
+        batches = pq.ParquetFile(path).iter_batches(batch_size=65536, columns=KNOWN_COLUMNS)
         for batch in batches:
-            cols = [batch.column(c).to_pylist() for c in columns]
-            for p, size, mtime, sha, status in zip(*cols, strict=True):
-                yield p, Known(size, mtime, sha, status == "ok", source)
+            yield from known_in(batch, source)
     except (OSError, pa.ArrowException) as e:
         raise StoreError(f"cannot read {path} ({e}); move it away or run with --full") from e
 
