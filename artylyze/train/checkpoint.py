@@ -90,13 +90,18 @@ def read_config(ckpt_dir: str | Path) -> dict[str, Any]:
 def load_checkpoint(ckpt_dir: str | Path) -> tuple[MultiTaskNet, dict[str, Any]]:
     """Rebuild the network from its config and load its weights (eval mode)."""
     config = read_config(ckpt_dir)
-    weights = Path(ckpt_dir) / WEIGHTS_FILE
-    if not weights.is_file():
-        raise CheckpointError(f"{weights} is missing")
     tasks = {t["name"]: len(t["labels"]) for t in config["tasks"]}
     model = build_model(config["backbone"], tasks, config["embedding_dim"], pretrained=False)
+    load_weights(model, ckpt_dir)
+    return model.eval(), config
+
+
+def load_weights(model: MultiTaskNet, ckpt_dir: str | Path, name: str = WEIGHTS_FILE) -> None:
+    """Load the weights file ``name`` of a checkpoint into ``model``, with a clear error."""
+    weights = Path(ckpt_dir) / name
+    if not weights.is_file():
+        raise CheckpointError(f"{weights} is missing")
     try:
         model.load_state_dict(load_file(str(weights)))
     except RuntimeError as e:
         raise CheckpointError(f"{weights} does not fit its config: {e}") from e
-    return model.eval(), config

@@ -27,6 +27,7 @@ from artylyze.train.checkpoint import (
     WEIGHTS_FILE,
     CheckpointError,
     load_optimizer,
+    load_weights,
     read_config,
     save_checkpoint,
 )
@@ -168,14 +169,12 @@ class Trainer:
 
     def start_from(self, ckpt_dir: str) -> None:
         """Load a checkpoint's weights; its tasks and labels must be this run's."""
-        from safetensors.torch import load_file
-
         config = read_config(ckpt_dir)
         theirs = {t["name"]: t["labels"] for t in config["tasks"]}
         if theirs != self.enc.labels or config["backbone"] != self.cfg.backbone:
             raise CheckpointError(f"--init {ckpt_dir}: its backbone or task labels differ "
                                   "from this run's manifest")
-        self.model.load_state_dict(load_file(str(Path(ckpt_dir) / WEIGHTS_FILE)))
+        load_weights(self.model, ckpt_dir)
         self.log(f"started from {ckpt_dir}")
 
     def config_dict(self, metrics: dict | None = None) -> dict:
@@ -339,14 +338,12 @@ class Trainer:
         return self.epoch - best_epoch >= self.cfg.patience
 
     def resume(self, opt: torch.optim.Optimizer) -> None:
-        from safetensors.torch import load_file
-
         last = self.out / "last"
         config = read_config(last)
-        online = last / ONLINE_FILE if (last / ONLINE_FILE).is_file() else last / WEIGHTS_FILE
-        self.model.load_state_dict(load_file(str(online)))
+        online = ONLINE_FILE if (last / ONLINE_FILE).is_file() else WEIGHTS_FILE
+        load_weights(self.model, last, online)
         if self.ema:
-            self.ema.model.load_state_dict(load_file(str(last / WEIGHTS_FILE)))
+            load_weights(self.ema.model, last)
             self.ema.updates = config["epoch"] * math.ceil(len(self.splits["train"].paths)
                                                            / self.cfg.batch_size)
         load_optimizer(last, opt)
