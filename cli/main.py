@@ -9,7 +9,7 @@ from __future__ import annotations
 import typer
 
 from artylyze import __version__
-from artylyze.cli import dataset, evaluate, export, index, similar, tag, train
+from artylyze.cli import dataset, evaluate, explain, export, index, similar, tag, train
 
 app = typer.Typer(
     name="artylyze",
@@ -38,6 +38,7 @@ def _root(
 app.command("tag")(tag.tag)
 app.command("similar")(similar.similar)
 app.command("influence")(similar.influence)
+app.command("explain")(explain.explain)
 app.add_typer(index.app, name="index")
 app.add_typer(index.clusters_app, name="clusters")
 app.add_typer(dataset.app, name="dataset")
