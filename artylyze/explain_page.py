@@ -3,7 +3,6 @@ it, the top predictions) and one HTML page that shows them all, plus the JSON su
 
 from __future__ import annotations
 
-import io
 import re
 from pathlib import Path
 from typing import Any
@@ -11,9 +10,9 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from artylyze.atomic import atomic_write
 from artylyze.explain import GRADCAM, Explained
 from artylyze.index.html import esc, page, write_page
+from artylyze.index.plots import pyplot, save_figure
 from artylyze.overlay import colours, normalized, overlay, resized_map
 
 DISPLAY = 360  # long side of the painting in the figures, px
@@ -36,20 +35,11 @@ def display_image(explained: Explained, resize: str) -> Image.Image:
     return img.resize(size, Image.Resampling.BICUBIC)
 
 
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def figure(explained: Explained, target: int, resize: str, path: Path) -> Path:
     """Painting, one overlay per method and the task's top predictions, in one PNG."""
     from matplotlib.colors import ListedColormap
 
-    plt = _pyplot()
+    plt = pyplot()
     t = explained.targets[target]
     shown = display_image(explained, resize)
     methods = list(explained.maps)
@@ -70,11 +60,7 @@ def figure(explained: Explained, target: int, resize: str, path: Path) -> Path:
     _bars(axes[-1], explained.predicted[t.task], t)
     fig.suptitle(f"{Path(explained.name).name}\n{t.task}: {t.label.replace('_', ' ')} "
                  f"(p = {t.score:.2f})", fontsize=11)
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
-    plt.close(fig)
-    atomic_write(path, lambda f: f.write(buf.getvalue()))
-    return path
+    return save_figure(fig, path)
 
 
 def _bars(ax, top: list[dict[str, Any]], target) -> None:

@@ -9,7 +9,17 @@ from __future__ import annotations
 import typer
 
 from artylyze import __version__
-from artylyze.cli import dataset, evaluate, explain, export, index, similar, tag, train
+from artylyze.cli import (
+    dataset,
+    evaluate,
+    explain,
+    export,
+    index,
+    report,
+    similar,
+    tag,
+    train,
+)
 
 app = typer.Typer(
     name="artylyze",
@@ -41,6 +51,7 @@ app.command("influence")(similar.influence)
 app.command("explain")(explain.explain)
 app.add_typer(index.app, name="index")
 app.add_typer(index.clusters_app, name="clusters")
+app.command("report")(report.report)
 app.add_typer(dataset.app, name="dataset")
 app.command("train")(train.train)
 app.command("evaluate")(evaluate.evaluate)
