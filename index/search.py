@@ -137,7 +137,7 @@ class Gallery:
         """What a result shows about one indexed artwork: ground truth first, else predicted."""
         artist = self.column(TRUE_PREFIX + "artist")[row] or self.column("artist_slug")[row]
         out: dict[str, Any] = {
-            "path": self.column("path")[row], "title": self.column("title")[row],
+            "id": row, "path": self.column("path")[row], "title": self.column("title")[row],
             "artist": pretty_artist(artist), "year": self.column("year")[row],
         }
         for name in DISPLAY_FIELDS:

@@ -45,7 +45,12 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from artylyze.index import clusters as cl
-from artylyze.index.build import BuildOptions, fit_clusters, relative_bundle_path
+from artylyze.index.build import (
+    BuildOptions,
+    fit_clusters,
+    pack_row_thumbnails,
+    relative_bundle_path,
+)
 from artylyze.index.entries import (
     TRUE_PREFIX,
     Entries,
@@ -422,7 +427,8 @@ def build_streaming(meta: str | Path, out: str | Path, opts: BuildOptions | None
                     "empty": train_only},
         "stream": {"chunk_rows": chunk_rows, "files": len(source.files)},
     }
-    write_index_dir(out, manifest, index, rows, fit.pca, model, themes)
+    thumbs = pack_row_thumbnails(rows, source.root, opts, log)
+    write_index_dir(out, manifest, index, rows, fit.pca, model, themes, thumbs)
     log(f"wrote {out}")
     return StreamResult(out, manifest, themes, built)
 
