@@ -69,7 +69,7 @@ def similar(
         for query in gallery.queries(images):
             answers.append({"query": query.name, "source": query.source, "id": query.row,
                             "file": str(query.file) if query.file else None,
-                            "predicted": query.predicted,
+                            "predicted": query.predicted, "estimated": query.estimated,
                             "results": gallery.similar(query, k)})
         if html is not None:
             from artylyze.index.html import similar_page, write_page
