@@ -34,7 +34,7 @@ from artylyze.index.html import esc, page, write_page
 from artylyze.index.search import DISPLAY_FIELDS, Gallery
 from artylyze.index.store import MANIFEST_FILE
 from artylyze.index.themes import pretty
-from artylyze.index.thumbs import data_uri, locate, thumbnail
+from artylyze.index.thumbs import data_uri, locate, row_thumbnail, thumbnail
 
 CASES = 6
 NEIGHBOURS = 4
@@ -216,13 +216,15 @@ def case_studies(coll: Collection, fields: dict[str, list[str | None]],
 
 
 def _work_thumb(coll: Collection, work: int) -> str:
+    """A work's picture: the index's (packed, or its file) when the works are its rows."""
+    if coll.own_rows:
+        return _index_thumb(coll, work)
     path = coll.entries.rows.column("path")[work].as_py()
     return data_uri(thumbnail(locate(coll.entries.root, path), THUMB))
 
 
 def _index_thumb(coll: Collection, row: int) -> str:
-    path = coll.index.rows.column("path")[row].as_py()
-    return data_uri(thumbnail(locate(coll.index.root, path), THUMB))
+    return data_uri(row_thumbnail(coll.index, row, THUMB))
 
 
 def _cases(coll: Collection, studies: list[dict[str, Any]]) -> str:
