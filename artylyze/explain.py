@@ -149,15 +149,16 @@ def open_explainer(model: str | Path | None = None, checkpoint: str | Path | Non
 
 
 def _checkpoint_explainer(path: Path, options: SaliencyOptions) -> Explainer:
+    """Scores as ``evaluate`` gives them (calibrated when the checkpoint has it); Grad-CAM
+    on the network itself (temperatures scale a map, they do not move it)."""
     try:
+        from artylyze.evaluation import open_model
         from artylyze.train.checkpoint import load_checkpoint
         from artylyze.train.gradcam import gradcam
-        from artylyze.train.loop import predict
     except ImportError as e:
         raise ExplainError(f"--checkpoint needs the train extra (torch): pip install "
                            f"'artylyze[train]' ({e})") from e
-    net, config = load_checkpoint(path)
-    labels = {t["name"]: tuple(t["labels"]) for t in config["tasks"]}
-    return Explainer(lambda x: predict(net, x), labels, int(config["input_size"]),
-                     str(config["resize"]), str(config.get("name") or path.name), options,
-                     gradcam=lambda px, targets: gradcam(net, px, targets))
+    run, man, _ = open_model(path)
+    net, _ = load_checkpoint(path)
+    return Explainer(run, {t.name: t.labels for t in man.tasks}, man.input_size, man.resize,
+                     man.name, options, gradcam=lambda px, targets: gradcam(net, px, targets))
