@@ -47,7 +47,7 @@ class SaliencyOptions:
     """Every default of the perturbation methods in one place; the CLI reads them."""
 
     method: str = "rise"
-    masks: int = 48  # rise: forward passes (complementary pairs, so an even number)
+    masks: int = 32  # rise: forward passes (complementary pairs, so an even number)
     grid: int = 7  # rise: mask cells per side
     smooth: float = 0.12  # median window of the baseline, as a share of the side
     batch_size: int = 24

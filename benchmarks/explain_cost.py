@@ -4,7 +4,9 @@ For the shipped bundle, times ``Explainer.explain`` (decode + masked forward pas
 onnxruntime session already warm) on the example paintings, per method; the whole command
 ``artylyze explain IMG`` from a cold start; and Grad-CAM's part on a randomly initialised
 EfficientNet-Lite0 (the shipped architecture: the cost does not depend on the weights), when
-torch and timm are installed. With wikiart11 at hand it also measures the test's localisation:
+torch and timm are installed. Each method's maps are compared with RISE at 128 masks (another
+seed), the answer more masks converge to. With wikiart11 at hand it also measures the test's
+localisation:
 each style's first test painting pasted on a flat grey canvas (a quarter of the area), and the
 share of the predicted style's saliency that falls on the painting.
 
@@ -33,25 +35,38 @@ from artylyze.saliency import SaliencyOptions, mass_inside
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = sorted((ROOT / "examples").glob("*.jpg"))
 WIKIART = ROOT.parent / "shared" / "datasets" / "wikiart11"
-SETTINGS = [("rise", 24), ("rise", 48), ("rise", 96), ("occlusion", 0)]
+SETTINGS = [("rise", 16), ("rise", 32), ("rise", 64), ("occlusion", 0)]
+REFERENCE = SaliencyOptions(masks=128, seed=99)  # what the maps should converge to
 
 
-def per_image(method: str, masks: int, repeat: int) -> dict:
-    """Median and p90 seconds per image over every example, after a warm-up image."""
+def reference_maps() -> list[np.ndarray]:
+    """RISE maps of the examples with many masks (another seed): the converged answer."""
+    ex = open_explainer(options=REFERENCE)
+    maps = [ex.explain(image, ["style"]).maps["rise"][0] for image in EXAMPLES]
+    ex.close()
+    return maps
+
+
+def per_image(method: str, masks: int, repeat: int, reference: list[np.ndarray]) -> dict:
+    """Median and p90 seconds per image over every example, after a warm-up image; and how
+    well the maps agree with the reference (Pearson r, mean over the examples)."""
     options = SaliencyOptions(method=method, masks=masks or SaliencyOptions.masks)
     ex = open_explainer(options=options)
     ex.explain(EXAMPLES[0], ["style"])  # session start-up is not per image
-    times = []
+    times, cpu, agree = [], [], []
     for _ in range(repeat):
-        for image in EXAMPLES:
-            start = time.perf_counter()
-            ex.explain(image, ["style"])
+        for image, ref in zip(EXAMPLES, reference, strict=True):
+            start, start_cpu = time.perf_counter(), time.process_time()
+            found = ex.explain(image, ["style"]).maps[method][0]
             times.append(time.perf_counter() - start)
+            cpu.append(time.process_time() - start_cpu)  # all threads of the process
+            agree.append(float(np.corrcoef(found.ravel(), ref.ravel())[0, 1]))
     ex.close()
     times.sort()
     return {"method": method, "masks": masks or None, "passes": options.passes,
             "median_s": statistics.median(times), "p90_s": times[int(0.9 * (len(times) - 1))],
-            "images": len(times)}
+            "cpu_s": statistics.median(cpu), "images": len(times),
+            "agreement_r": float(np.mean(agree))}
 
 
 def localisation(method: str, masks: int) -> dict | None:
@@ -120,24 +135,26 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
     load = os.getloadavg()[0]
+    reference = reference_maps()
     rows = []
     for method, masks in SETTINGS:
-        row = per_image(method, masks, args.repeat)
+        row = per_image(method, masks, args.repeat, reference)
         row["on_painting"] = localisation(method, masks)
         rows.append(row)
     cold = cold_command(args.repeat)
     cam = gradcam_cost(args.repeat)
     print(f"{len(EXAMPLES)} example paintings x {args.repeat}, {os.cpu_count()} cores, "
           f"load average {load:.1f} at the start, {os.getloadavg()[0]:.1f} at the end")
-    print(f"{'method':<22} {'passes':>6} {'s/image p50':>12} {'p90':>6} {'ms/pass':>8} "
-          f"{'on painting mean / min':>23}")
+    print(f"{'method':<22} {'passes':>6} {'wall s/image p50':>16} {'p90':>6} "
+          f"{'CPU s/image':>11} {'r vs 128 masks':>14} {'on painting mean / min':>23}")
     for r in rows:
         name = f"{r['method']}" + (f" ({r['masks']} masks)" if r["masks"] else " (7x7)")
         loc = r["on_painting"]
         where = f"{loc['mean']:.3f} / {loc['min']:.3f}" if loc else "-"
-        print(f"{name:<22} {r['passes']:>6} {r['median_s']:>12.3f} {r['p90_s']:>6.3f} "
-              f"{1000 * r['median_s'] / r['passes']:>8.1f} {where:>23}")
-    print(f"artylyze explain IMG, cold process, default (rise, 48 masks): {cold:.2f} s")
+        print(f"{name:<22} {r['passes']:>6} {r['median_s']:>16.3f} {r['p90_s']:>6.3f} "
+              f"{r['cpu_s']:>11.3f} {r['agreement_r']:>14.2f} {where:>23}")
+    print(f"artylyze explain IMG, cold process, default (rise, {SaliencyOptions.masks} masks, "
+          f"one figure and the page): {cold:.2f} s")
     if cam is not None:
         print(f"Grad-CAM, EfficientNet-Lite0 (torch, one label): {cam:.3f} s")
     if args.json:

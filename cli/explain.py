@@ -15,7 +15,7 @@ from artylyze.cli.errors import cli_errors
 
 # = artylyze.saliency.SaliencyOptions defaults, repeated so that --help stays fast
 METHOD = "rise"
-MASKS = 48
+MASKS = 32
 SEED = 0
 
 
