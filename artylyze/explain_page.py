@@ -13,6 +13,7 @@ from PIL import Image
 from artylyze.explain import GRADCAM, Explained
 from artylyze.index.html import esc, page, write_page
 from artylyze.index.plots import pyplot, save_figure
+from artylyze.index.themes import pretty
 from artylyze.overlay import colours, normalized, overlay, resized_map
 
 DISPLAY = 360  # long side of the painting in the figures, px
@@ -21,6 +22,14 @@ METHOD_TITLES = {
     "rise": "RISE: where keeping detail raises p",
     "occlusion": "occlusion: where hiding detail lowers p",
     GRADCAM: "Grad-CAM: last convolutional block",
+}
+METHOD_NOTES = {
+    "rise": "RISE, random masks: where keeping the painting's detail raises the label's "
+            "probability",
+    "occlusion": "occlusion, a sliding window: where hiding the painting's detail lowers the "
+                 "label's probability",
+    GRADCAM: "Grad-CAM: where the last convolutional block's features that raise the label's "
+             "score sit",
 }
 
 
@@ -56,15 +65,15 @@ def figure(explained: Explained, target: int, resize: str, path: Path) -> Path:
     cmap = ListedColormap(colours(np.linspace(0, 1, 256)) / 255.0)
     bar = fig.colorbar(plt.cm.ScalarMappable(cmap=cmap), ax=list(axes[1:-1]), shrink=0.8,
                        location="bottom", aspect=30)
-    bar.set_label(f"saliency for {t.label.replace('_', ' ')} (1 = the map's peak)", fontsize=9)
+    bar.set_label(f"saliency for {pretty(t.label)} (1 = the map's peak)", fontsize=9)
     _bars(axes[-1], explained.predicted[t.task], t)
-    fig.suptitle(f"{Path(explained.name).name}\n{t.task}: {t.label.replace('_', ' ')} "
+    fig.suptitle(f"{Path(explained.name).name}\n{t.task}: {pretty(t.label)} "
                  f"(p = {t.score:.2f})", fontsize=11)
     return save_figure(fig, path)
 
 
 def _bars(ax, top: list[dict[str, Any]], target) -> None:
-    names = [p["label"].replace("_", " ") for p in top][::-1]
+    names = [pretty(p["label"]) for p in top][::-1]
     scores = [p["score"] for p in top][::-1]
     colour = ["#d0631f" if p["label"] == target.label else "#7a93b5" for p in top][::-1]
     ax.barh(range(len(top)), scores, color=colour)
@@ -72,8 +81,10 @@ def _bars(ax, top: list[dict[str, Any]], target) -> None:
     ax.set_xlim(0, 1)
     ax.set_xlabel("probability", fontsize=9)
     ax.set_title(f"top {target.task} predictions", fontsize=10)
-    for i, s in enumerate(scores):
-        ax.text(min(s + 0.02, 0.8), i, f"{s:.2f}", va="center", fontsize=8)
+    for i, s in enumerate(scores):  # beside the bar, or inside it in white when it is long
+        inside = s > 0.8
+        ax.text(s - 0.02 if inside else s + 0.02, i, f"{s:.2f}", va="center", fontsize=8,
+                ha="right" if inside else "left", color="white" if inside else "black")
 
 
 def file_names(explained: list[Explained]) -> list[list[str]]:
@@ -118,13 +129,13 @@ def summary(explained: Explained, pngs: list[str]) -> dict[str, Any]:
 def explain_html(explained: list[Explained], pngs: list[list[str]], model: str,
                  methods: list[str]) -> str:
     """One section per image: its figures and a table of every task's top predictions."""
-    how = "; ".join(f"<b>{esc(m)}</b>: {esc(METHOD_TITLES.get(m, m))}" for m in methods)
-    blocks = [f"<p>Model <code>{esc(model)}</code>. {how}. Brighter = more evidence for the "
-              "label named above each figure.</p>"]
+    how = "; ".join(esc(METHOD_NOTES.get(m, m)) for m in methods)
+    blocks = [f"<p>Model <code>{esc(model)}</code>. Maps: {how}. Brighter = more evidence for "
+              "the label named above each figure.</p>"]
     for e, files in zip(explained, pngs, strict=True):
         rows = "".join(
             f"<tr><td>{esc(task)}</td><td>"
-            + ", ".join(f"{esc(p['label'])} ({p['score']:.2f})" for p in top[:3])
+            + ", ".join(f"{esc(pretty(p['label']))} ({p['score']:.2f})" for p in top[:3])
             + "</td></tr>" for task, top in e.predicted.items())
         figs = "".join(f'<p><img src="{esc(f)}" alt="{esc(Path(e.name).name)}: {esc(t.task)} '
                        f'saliency" style="max-width:100%"></p>'

@@ -200,7 +200,8 @@ def case_studies(coll: Collection, fields: dict[str, list[str | None]],
         others = []
         for row, score in coll.neighbours(int(work), SEARCH_POOL):
             entry = gallery.entry(row)
-            differs = [f for f, v in mine.items() if entry.get(f) and entry.get(f) != v]
+            differs = [f for f, v in mine.items()  # an unknown label differs from nothing
+                       if v is not None and entry.get(f) and entry.get(f) != v]
             if differs:
                 others.append({"row": row, "score": score, "differs": differs, **entry})
             if len(others) == NEIGHBOURS:
