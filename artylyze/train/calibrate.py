@@ -148,8 +148,12 @@ def fit_calibration(probs: dict[str, np.ndarray], codes: dict[str, np.ndarray],
 
 
 def calibrate_checkpoint(ckpt_dir: str | Path, manifest: str | Path,
-                         log: Callable[[str], None] = print) -> dict[str, Any]:
-    """Run the checkpoint on the manifest's val split, fit, write ``calibration.json``."""
+                         log: Callable[[str], None] = print,
+                         outputs: dict[str, np.ndarray] | None = None,
+                         paths: list[str] | None = None) -> dict[str, Any]:
+    """Run the checkpoint on the manifest's val split (or on its rows ``paths``, or take
+    ``outputs`` already computed for those rows, e.g. from cached frozen features), fit,
+    write ``calibration.json``."""
     from artylyze.imaging import load_image
     from artylyze.train.checkpoint import load_checkpoint
     from artylyze.train.data import YEAR_TASK, encode_labels, encode_years
@@ -159,10 +163,14 @@ def calibrate_checkpoint(ckpt_dir: str | Path, manifest: str | Path,
     model, config = load_checkpoint(ckpt_dir)
     df, root = read_manifest(manifest)
     val = df[df["split"] == "val"].reset_index(drop=True)
+    if paths is not None:
+        val = val.set_index("path").loc[paths].reset_index()
     log(f"calibrating {ckpt_dir} on {len(val)} val images")
-    images = np.stack([load_image(root / p, config["input_size"], config["resize"]).pixels
-                       for p in val["path"]])
-    probs = predict(model, images)
+    if outputs is None:
+        images = np.stack([load_image(root / p, config["input_size"], config["resize"]).pixels
+                           for p in val["path"]])
+        outputs = predict(model, images)
+    probs = outputs
     labels = {t["name"]: t["labels"] for t in config["tasks"]}
     enc = encode_labels(val, tuple(labels))
     codes = {t: _recode(enc.codes[t], enc.labels[t], labels[t]) if t in enc.codes
