@@ -23,6 +23,8 @@ from artylyze.index.errors import IndexBuildError
 BUNDLE_KEY = b"artylyze.bundle"
 ROOT_KEY = b"artylyze.root"
 TRUE_PREFIX = "true_"
+#: Columns of meta.parquet copied into the index's rows as they are (record_id: the museum's).
+PASSTHROUGH = ("split", "record_id")
 #: Fields a theme describes, in the order names are made of them.
 THEME_FIELDS = ("style", "genre", "artist", "nationality", "period")
 _YEAR_AT_END = re.compile(r"-(\d{4})$")
@@ -238,6 +240,6 @@ def entry_rows(ok: pa.Table, tasks: tuple[str, ...]) -> pa.Table:
         if f"{task}_score" in ok.column_names:
             cols[f"{task}_score"] = ok.column(f"{task}_score").combine_chunks().cast(pa.float32())
     for name in ok.column_names:
-        if name.startswith(TRUE_PREFIX) or name == "split":
+        if name.startswith(TRUE_PREFIX) or name in PASSTHROUGH:
             cols[name] = ok.column(name).combine_chunks().cast(pa.string())
     return pa.table(cols)

@@ -47,6 +47,7 @@ import pyarrow.parquet as pq
 from artylyze.index import clusters as cl
 from artylyze.index.build import BuildOptions, fit_clusters, relative_bundle_path
 from artylyze.index.entries import (
+    PASSTHROUGH,
     TRUE_PREFIX,
     Entries,
     check_columns,
@@ -138,7 +139,7 @@ class Source:
         names = self.schema.names
         want = ["path", "sha256", "status", "embedding",
                 *self.tasks, *(f"{t}_score" for t in self.tasks),
-                *(n for n in names if n.startswith(TRUE_PREFIX) or n == "split")]
+                *(n for n in names if n.startswith(TRUE_PREFIX) or n in PASSTHROUGH)]
         return [n for n in dict.fromkeys(want) if n in names]
 
     def batches(self, columns: list[str]) -> Iterator[pa.Table]:
