@@ -141,7 +141,7 @@ def _confident(row: dict[str, Any], task: str, threshold: float) -> bool:
 
 
 def _year(value: Any) -> str | None:
-    if value is None or not 1 <= round(value) <= 9999:
+    if value is None or value != value or not 1 <= round(value) <= 9999:  # None, NaN, range
         return None
     return f"{round(value):04d}"
 
@@ -350,6 +350,8 @@ def _write_one(target: Path, row: dict[str, Any], tasks: tuple[str, ...],
     p = plan(row, tasks, options)
     try:
         existing = target.read_bytes() if target.exists() else None
+        if existing is not None and not existing.strip():
+            existing = None  # an empty file holds nothing to keep
         data = render(existing, p, now, options.force)
         if data is None:
             report.unchanged += 1
