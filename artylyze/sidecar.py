@@ -284,9 +284,9 @@ def apply(packet: Packet, p: Plan, now: datetime) -> None:
 
 def render(existing: bytes | None, p: Plan, now: datetime, force: bool = False) -> bytes | None:
     """The new sidecar bytes, or None when ``existing`` already says all of ``p``."""
+    if not force and existing is not None and p.digest.encode() in existing:
+        return None  # 128 random bits: found, they are the Digest ArtyLyze wrote
     packet = Packet.parse(existing) if existing is not None else Packet.new()
-    if not force and existing is not None and packet.values(q(NS, "Digest")) == [p.digest]:
-        return None
     packet.prefixes.setdefault(NS, PREFIX)
     apply(packet, p, now)
     return packet.to_bytes(toolkit=GENERATOR)

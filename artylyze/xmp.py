@@ -236,8 +236,13 @@ def _name(name: str, names: dict[str, str]) -> str:
     return f"xml:{local}" if uri == XML_NS else f"{names[uri]}:{local}"
 
 
+_SPECIAL = re.compile("[&<>\r]")
+
+
 def _text(value: str | None) -> str:
-    return escape(value or "", {"\r": "&#13;"})
+    if not value or not _SPECIAL.search(value):  # most texts are indentation
+        return value or ""
+    return escape(value, {"\r": "&#13;"})
 
 
 def _write(el: ET.Element, names: dict[str, str], out: list[str], declare: bool = False) -> None:
