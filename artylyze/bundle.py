@@ -31,12 +31,35 @@ class BundleError(ArtyLyzeError):
     """A bundle is missing, malformed, tampered with or of an unknown format."""
 
 
+YEAR_KIND = "year"
+
+
 @dataclass(frozen=True)
 class Task:
-    """One prediction head: its name and ordered class labels."""
+    """One prediction head: its name and ordered labels. A ``year`` head's labels are the
+    first years of consecutive ``step``-year bins; its outputs become a date and a period."""
 
     name: str
     labels: tuple[str, ...]
+    kind: str = "class"
+    step: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        extra = {"kind": self.kind, "step": self.step} if self.kind != "class" else {}
+        return {"name": self.name, "labels": list(self.labels), **extra}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Task:
+        kind = str(d.get("kind", "class"))
+        if kind not in ("class", YEAR_KIND):
+            raise BundleError(f"task {d.get('name')!r}: unknown kind {kind!r}")
+        task = cls(str(d["name"]), tuple(str(x) for x in d["labels"]), kind,
+                   int(d["step"]) if kind == YEAR_KIND else None)
+        if kind == YEAR_KIND:
+            starts = [int(x) for x in task.labels]
+            if any(b - a != task.step for a, b in zip(starts, starts[1:], strict=False)):
+                raise BundleError(f"task {task.name!r}: year bins are not {task.step} apart")
+        return task
 
 
 @dataclass(frozen=True)
@@ -60,7 +83,24 @@ class Manifest:
 
     @property
     def task_names(self) -> tuple[str, ...]:
+        """The graph's heads, in output order."""
         return tuple(t.name for t in self.tasks)
+
+    @property
+    def year_task(self) -> Task | None:
+        return next((t for t in self.tasks if t.kind == YEAR_KIND), None)
+
+    @property
+    def label_tasks(self) -> tuple[str, ...]:
+        """What rows carry as ``<task>``/``_score``/``_top``: the class heads, plus ``period``
+        derived from a year head."""
+        names = tuple(t.name for t in self.tasks if t.kind == "class")
+        return names + ("period",) if self.year_task and "period" not in names else names
+
+    @property
+    def calibration(self) -> dict[str, Any]:
+        """What was fitted on validation data after training (empty for older bundles)."""
+        return dict(self.extra.get("calibration") or {})
 
     def labels(self, task: str) -> tuple[str, ...]:
         for t in self.tasks:
@@ -76,7 +116,7 @@ class Manifest:
             "backbone": self.backbone,
             "input": {"size": self.input_size, "resize": self.resize, "dtype": "uint8",
                       "layout": "NHWC", "channels": "RGB"},
-            "tasks": [{"name": t.name, "labels": list(t.labels)} for t in self.tasks],
+            "tasks": [t.to_dict() for t in self.tasks],
             "embedding_dim": self.embedding_dim,
             "model_sha256": self.model_sha256,
             **self.extra,
@@ -97,7 +137,7 @@ class Manifest:
                 backbone=str(d["backbone"]),
                 input_size=int(d["input"]["size"]),
                 resize=str(d["input"]["resize"]),
-                tasks=tuple(Task(t["name"], tuple(t["labels"])) for t in d["tasks"]),
+                tasks=tuple(Task.from_dict(t) for t in d["tasks"]),
                 embedding_dim=int(d["embedding_dim"]),
                 model_sha256=str(d["model_sha256"]),
                 extra={k: v for k, v in d.items() if k not in known},

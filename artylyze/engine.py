@@ -46,19 +46,18 @@ import numpy as np
 from artylyze.bundle import Bundle, resolve_providers, usable_cores
 from artylyze.errors import ArtyLyzeError
 from artylyze.imaging import DEFAULT_MAX_PIXELS, ImageError, load_image
+from artylyze.predict import Prediction, predictions
 from artylyze.progress import Progress
 from artylyze.store import (
     Known,
     OutputLock,
     OutputTarget,
     PartWriter,
-    Prediction,
     State,
     build_row,
     encode_path,
     load_state,
     make_schema,
-    predictions,
     remove_workdir,
     result_key,
     write_output,

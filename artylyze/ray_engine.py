@@ -66,6 +66,7 @@ from artylyze.engine import (
     walk_files,
     warn,
 )
+from artylyze.predict import predictions
 from artylyze.progress import Progress
 from artylyze.store import (
     ROW_GROUP_ROWS,
@@ -78,7 +79,6 @@ from artylyze.store import (
     known_in,
     known_rows,
     make_schema,
-    predictions,
     read_schema,
     result_key,
     rows_to_table,

@@ -13,13 +13,18 @@ app = typer.Typer(help="Prepare training data.", no_args_is_help=True)
 
 @app.command("build")
 def build(
-    images: Path = typer.Argument(..., exists=True, file_okay=False, help="Image folder."),
+    images: list[Path] = typer.Argument(
+        ..., exists=True, file_okay=False,
+        help="Image folders, or data set folders holding images/ and labels.csv; several "
+             "are joined into one manifest, each keeping its own splits."),
     out: Path = typer.Option(Path("manifest.parquet"), "--out", "-o", help="Manifest Parquet."),
-    labels: Path | None = typer.Option(None, exists=True, dir_okay=False,
-                                       help="Labels CSV/Parquet with a 'path' column; "
-                                       "without it the class comes from the folder name."),
+    labels: list[Path] = typer.Option(
+        [], exists=True, dir_okay=False,
+        help="Labels CSV/Parquet with a 'path' column, one per image folder in the same "
+             "order (not needed for a data set folder); without it the class comes from the "
+             "folder name."),
     artists: Path | None = typer.Option(None, exists=True, dir_okay=False,
-                                        help="Artist table: artist, nationality, birth, death."),
+                                        help="Artist table: artist, nationality."),
     min_count: int = typer.Option(30, min=1, help="Classes rarer than this become unknown."),
     period_step: int = typer.Option(50, min=1, help="Years per period bin."),
     folder_task: str = typer.Option("style", help="Task named by the folder (no --labels)."),
@@ -29,10 +34,15 @@ def build(
                                         "record_id."),
     id_column: str = typer.Option("id", help="With --records: the column holding the id."),
     file_column: str = typer.Option("file", help="With --records: the column holding the "
-                                    "file name or its path under IMAGES."),
+                                    "file name or its path under the image folders."),
 ) -> None:
     """Join images with labels into a manifest: one row per image, one column per task."""
-    from artylyze.train.manifest import build_manifest, write_manifest_parquet
+    from artylyze.train.manifest import (
+        LabelledSource,
+        ManifestError,
+        build_manifest,
+        write_manifest_parquet,
+    )
 
     with cli_errors():
         joined = None
@@ -40,14 +50,21 @@ def build(
             from artylyze.records import RecordSpec, load_records
 
             joined = load_records(RecordSpec(records, id_column, file_column))
-        df, report = build_manifest(images, labels, artists, min_count, period_step, folder_task)
+        if len(labels) > len(images):
+            raise ManifestError(f"{len(labels)} --labels for {len(images)} image folders")
+        sources = [LabelledSource.find(d, labels[i] if i < len(labels) else None)
+                   for i, d in enumerate(images)]
+        df, report = build_manifest(sources, None, artists, min_count, period_step, folder_task)
         if joined is not None:
-            df.insert(1, "record_id", joined.lookup_all(df["path"], str(images.resolve())))
-        write_manifest_parquet(df, out, images)
-    typer.echo(f"{out}: {report.rows} images ({report.missing_images} label rows without image)")
+            df.insert(1, "record_id", joined.lookup_all(df["path"], str(report.root)))
+        write_manifest_parquet(df, out, report.root)
+    typer.echo(f"{out}: {report.rows} images ({report.missing_images} label rows without image)"
+               f" under {report.root}")
     if joined is not None:
         typer.echo(f"  record ids: {df['record_id'].notna().sum()} of {len(df)} images matched "
                    f"{records}")
+    for name, count in df["source"].value_counts().sort_index().items():
+        typer.echo(f"  source {name}: {count} images")
     for task, share in report.coverage.items():
         classes = report.classes[task]
         top = ", ".join(f"{k} {v}" for k, v in list(classes.items())[:4])

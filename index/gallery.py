@@ -7,9 +7,11 @@ Made once by the maintainers, after the default bundle lands (from the repositor
         ../shared/datasets/wikiart11/labels.csv
 
 Small by design: PCA to ``GALLERY_PCA`` dims and float16 vectors (``SQfp16``: exact search
-on half-precision values), so the gallery adds a few MB to the package. Entries carry
-artist, title (from the file name), style, genre, year, nationality and period from the
-ground-truth labels; the bundle is recorded as ``../bundle`` so queries embed with it.
+on half-precision values) plus a ``GALLERY_THUMBNAILS`` px WebP of every work, so the
+gallery's pages show pictures on any machine. Entries carry artist, title (from the file
+name), style, genre, year, nationality and period from the ground-truth labels; the bundle
+is recorded as ``../bundle`` so queries embed with it. The manifest keeps no path of the
+build machine (only file names), so every file it names ships in this folder.
 """
 
 from __future__ import annotations
@@ -21,10 +23,11 @@ from pathlib import Path
 from artylyze.bundle import DEFAULT_BUNDLE_DIR
 from artylyze.errors import ArtyLyzeError
 from artylyze.index.build import BuildOptions, BuildResult, build
-from artylyze.index.store import DEFAULT_GALLERY_DIR
+from artylyze.index.store import DEFAULT_GALLERY_DIR, MANIFEST_FILE, read_manifest, write_json
 
 GALLERY_PCA = 128
 GALLERY_INDEX = "SQfp16"
+GALLERY_THUMBNAILS = 96
 
 
 def build_gallery(meta: str | Path, labels: str | Path, out: str | Path = DEFAULT_GALLERY_DIR,
@@ -35,8 +38,23 @@ def build_gallery(meta: str | Path, labels: str | Path, out: str | Path = DEFAUL
 
     dim = load_manifest(bundle_dir).embedding_dim
     opts = BuildOptions(pca=pca if pca is not None and pca < dim else None,
-                        index_type=GALLERY_INDEX, labels=labels, bundle_dir=bundle_dir)
-    return build(meta, out, opts, log=log)
+                        index_type=GALLERY_INDEX, labels=labels, bundle_dir=bundle_dir,
+                        thumbnails=GALLERY_THUMBNAILS)
+    result = build(meta, out, opts, log=log)
+    forget_build_paths(out)
+    return result
+
+
+def forget_build_paths(index_dir: str | Path) -> None:
+    """Keep only the names of the build's inputs: a shipped manifest must not point at the
+    machine that built it (the thumbnails stand in for the collection)."""
+    manifest = read_manifest(index_dir)
+    source = manifest["source"]
+    for key in ("parquet", "labels"):
+        if source.get(key):
+            source[key] = Path(source[key]).name
+    source["root"] = None
+    write_json(Path(index_dir) / MANIFEST_FILE, manifest)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
