@@ -23,7 +23,8 @@ from tagged_examples import RENOIR, copy_examples, tag
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 TASKS = ("style", "genre", "artist", "nationality", "period")
-#: The documented columns (README, "Output schema"), in order.
+#: The documented columns (README, "Output schema") for the shipped bundle, in order; a bundle
+#: with a year head or calibration adds its columns there and here.
 COLUMNS = ["path", "size", "mtime_ns", "sha256", "width", "height", "status", "error",
            *(c for t in TASKS for c in (t, f"{t}_score", f"{t}_top")),
            "embedding", "model", "tagged_at"]

@@ -207,9 +207,10 @@ def test_model_v2_columns_and_record_ids_fill_their_iptc_fields(tagged, tmp_path
     collection, meta = tagged
     table = pq.read_table(meta)
     n = table.num_rows
-    table = (table.append_column("year", pa.array([1890.4] * n, pa.float32()))
+    table = (table.append_column("year", pa.array([1890] * n, pa.int32()))  # as store.py types
              .append_column("year_low", pa.array([1880] * n, pa.int32()))
              .append_column("year_high", pa.array([1901] * n, pa.int32()))
+             .append_column("novelty", pa.array([0.25] * n, pa.float32()))
              .append_column("style_confident", pa.array([False] * n))
              .append_column("record_id", pa.array([f"1985.{i}" for i in range(n)])))
     v2 = tmp_path / "v2.parquet"
@@ -221,6 +222,7 @@ def test_model_v2_columns_and_record_ids_fill_their_iptc_fields(tagged, tmp_path
     assert "XMP-iptcExt:ArtworkStylePeriod" not in tags, "the model says it is not sure"
     assert "Impressionism" not in items(tags.get("XMP-dc:Subject"))
     assert tags["XMP-artylyze:StyleConfident"] is False
+    assert (tags["XMP-artylyze:Year"], tags["XMP-artylyze:Novelty"]) == (1890, 0.25)
     renoir = table.column("path").to_pylist().index(RENOIR)
     assert str(tags["XMP-iptcExt:ArtworkSourceInventoryNo"]) == f"1985.{renoir}"
 
