@@ -22,6 +22,7 @@ import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
+from typing import IO
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -203,7 +204,7 @@ class AttachReport:
     matched: int = 0  # rows that got an id
     files_rewritten: int = 0
     files_unchanged: int = 0  # their ids came from the same table already
-    records_unmatched: int | None = None  # records naming no file (None: nothing was joined)
+    records_unmatched: int | None = None  # records naming no file (None: not every file joined)
 
 
 def recorded_spec(out: str | os.PathLike[str]) -> RecordSpec | None:
@@ -265,7 +266,8 @@ def attach_records(out: str | os.PathLike[str], records: Records) -> AttachRepor
             report.rows += rows
             report.matched += matched
             report.files_rewritten += 1
-    report.records_unmatched = records.unmatched if report.files_rewritten else None
+    # only a join of every file sees every record that matches
+    report.records_unmatched = None if report.files_unchanged else records.unmatched
     return report
 
 
@@ -287,7 +289,7 @@ def _rewrite(file: Path, schema: pa.Schema, records: Records, note: dict[str, st
     out_schema = base.insert(at, pa.field(RECORD_ID, pa.string())).with_metadata(meta)
     counts = [0, 0]
 
-    def write(f) -> None:
+    def write(f: IO[bytes]) -> None:
         with pq.ParquetWriter(f, out_schema, compression="zstd") as w:
             for batch in pq.ParquetFile(file).iter_batches(batch_size=ROW_GROUP_ROWS,
                                                           columns=base.names):
