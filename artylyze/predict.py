@@ -51,6 +51,25 @@ def novelty_scores(embedding: np.ndarray, reference: dict) -> np.ndarray:
     return 1.0 - (np.asarray(embedding, np.float32) @ centres.T).max(axis=1)
 
 
+def dates(probs: np.ndarray, labels: tuple[str, ...] | list[str], step: int,
+          levels: tuple[float, float] | list[float], k: int
+          ) -> tuple[list[YearEstimate], list[list[tuple[str, float]]]]:
+    """Per row of year-head probabilities: the median year and the ``levels`` interval, and
+    the period top-k with the period the estimate falls in first (scored by its mass)."""
+    probs = np.asarray(probs, np.float64)
+    starts = np.array([int(x) for x in labels])
+    q = quantiles(probs, starts, step, [0.5, *levels])
+    years = [YearEstimate(*(int(round(v)) for v in row)) for row in q]
+    periods, mass = period_mass(probs, starts, PERIOD_STEP)
+    column = {p: c for c, p in enumerate(periods)}
+    ranked = top_k(mass, periods, len(periods))
+    tops = []
+    for i, y in enumerate(years):
+        chosen = periods[column.get(period_of(y.year), int(mass[i].argmax()))]
+        tops.append(sorted(ranked[i], key=lambda p, c=chosen: p[0] != c)[:k])
+    return years, tops
+
+
 def predictions(outputs: dict[str, np.ndarray], manifest: Manifest,
                 k: int) -> list[Prediction]:
     """Turn a batch of bundle outputs into one :class:`Prediction` per image."""
@@ -62,18 +81,9 @@ def predictions(outputs: dict[str, np.ndarray], manifest: Manifest,
     years: list[YearEstimate | None] = [None] * n
     year = manifest.year_task
     if year is not None:
-        probs = np.asarray(outputs[year.name], np.float64)
-        starts = np.array([int(x) for x in year.labels])
-        lo, hi = cal.get("year_interval", {}).get("levels", DEFAULT_INTERVAL)
-        q = quantiles(probs, starts, year.step or 1, [0.5, lo, hi])
-        years = [YearEstimate(*(int(round(v)) for v in row)) for row in q]
-        periods, mass = period_mass(probs, starts, PERIOD_STEP)
-        column = {p: c for c, p in enumerate(periods)}
-        ranked = top_k(mass, periods, len(periods))
-        per_task["period"] = []
-        for i, y in enumerate(years):  # the period its estimate falls in comes first
-            chosen = periods[column.get(period_of(y.year), int(mass[i].argmax()))]
-            per_task["period"].append(sorted(ranked[i], key=lambda p, c=chosen: p[0] != c)[:k])
+        levels = cal.get("year_interval", {}).get("levels", DEFAULT_INTERVAL)
+        years, per_task["period"] = dates(outputs[year.name], year.labels, year.step or 1,
+                                          levels, k)
     thresholds = cal.get("confident", {})
     novelty = novelty_scores(emb, cal["novelty"]) if "novelty" in cal else None
     out = []

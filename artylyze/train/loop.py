@@ -382,9 +382,11 @@ def train(cfg: TrainConfig, log: Log = print) -> Path:
     """Run training; returns the directory of the best checkpoint."""
     Path(cfg.out).mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(max(1, torch.get_num_threads()))
+    if cfg.mode not in ("frozen", "finetune"):
+        raise ValueError(f"unknown mode {cfg.mode!r}; choose frozen or finetune")
     trainer = Trainer(cfg, log)
-    if cfg.mode == "frozen":
-        return trainer.run_frozen()
-    if cfg.mode == "finetune":
-        return trainer.run_finetune()
-    raise ValueError(f"unknown mode {cfg.mode!r}; choose frozen or finetune")
+    best = trainer.run_frozen() if cfg.mode == "frozen" else trainer.run_finetune()
+    from artylyze.train.calibrate import calibrate_checkpoint
+
+    calibrate_checkpoint(best, cfg.manifest, log)
+    return best
