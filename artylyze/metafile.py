@@ -18,6 +18,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from artylyze.bundle import Manifest
 from artylyze.errors import ArtyLyzeError
 from artylyze.store import META_BUNDLE, META_ROOT, OutputTarget, decode_path
 
@@ -90,9 +91,10 @@ def open_meta(path: str | os.PathLike[str]) -> MetaFile:
 
 
 def _tasks(schema: pa.Schema, meta: dict[bytes, bytes]) -> tuple[str, ...]:
-    """The bundle's task names that have columns; else every ``<x>`` with ``<x>_score``."""
+    """The bundle's label tasks (``period`` derived from a year head included) that have
+    columns; without a readable manifest, every ``<x>`` with ``<x>_score``."""
     try:
-        names = [str(t["name"]) for t in json.loads(meta[META_BUNDLE])["tasks"]]
-    except (KeyError, TypeError, ValueError):
+        names: Sequence[str] = Manifest.from_dict(json.loads(meta[META_BUNDLE])).label_tasks
+    except (KeyError, TypeError, ValueError, ArtyLyzeError):
         names = [n[:-len("_score")] for n in schema.names if n.endswith("_score")]
     return tuple(n for n in names if n in schema.names and f"{n}_score" in schema.names)

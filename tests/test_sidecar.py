@@ -11,18 +11,21 @@ import json
 import os
 import shutil
 import subprocess
+from datetime import datetime, timezone
 from pathlib import Path
 
-import pyarrow as pa
+import numpy as np
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 from tagged_examples import RENOIR, copy_examples, tag
 from typer.testing import CliRunner
 
+from artylyze.bundle import Manifest, Task
 from artylyze.cli.main import app
+from artylyze.predict import predictions
 from artylyze.sidecar import SidecarOptions, readable, write_sidecars
-from artylyze.store import decode_path
+from artylyze.store import build_row, decode_path, make_schema, rows_to_table
 from artylyze.xmp import DC, RDF, Packet, XmpError, q, values
 
 MIN_SCORE, CREATOR_MIN = 0.5, 0.8  # the defaults of `artylyze write`
@@ -203,28 +206,58 @@ def test_odd_file_names_get_sidecars_exiftool_reads(tmp_path):
     assert [t["XMP-artylyze:Style"] for t in exiftool(*files)] == [styles.pop()] * 3
 
 
-def test_model_v2_columns_and_record_ids_fill_their_iptc_fields(tagged, tmp_path):
+DECADES = tuple(str(y) for y in range(1800, 1900, 10))
+
+
+def v2_meta(collection: Path, out: Path, names: list[str]) -> Path:
+    """meta.parquet rows as the store makes them for a Model v2 bundle (a year head, confident
+    thresholds, novelty), for images in ``collection``: the first sure of its style, the
+    second not."""
+    man = Manifest(name="v2", backbone="cnn3", input_size=32, resize="stretch",
+                   tasks=(Task("style", ("Impressionism", "Rococo")),
+                          Task("year", DECADES, "year", 10)),
+                   embedding_dim=4, model_sha256="0" * 64, extra={"calibration": {
+                       "confident": {"style": 0.8, "period": 0.5},
+                       "novelty": {"method": "centroid", "centres": [[1, 0, 0, 0]]}}})
+    year = np.zeros((2, len(DECADES)), np.float32)
+    year[:, 8] = 1.0  # all mass in the 1880s
+    outputs = {"embedding": np.eye(2, 4, dtype=np.float32),
+               "style": np.array([[0.9, 0.1], [0.7, 0.3]], np.float32), "year": year}
+    now = datetime.now(timezone.utc)
+    rows = [build_row(name, 1, 1, sha256="0" * 64, model=man.model_id, tagged_at=now,
+                      prediction=p)
+            for name, p in zip(names, predictions(outputs, man, 2), strict=True)]
+    pq.write_table(rows_to_table(rows, make_schema(man, str(collection))), out)
+    return out
+
+
+def test_model_v2_dates_and_confident_flags_fill_their_iptc_fields(tagged, tmp_path):
+    collection, _ = tagged
+    pissarro = "camille-pissarro_flock-of-sheep-in-a-field-after-the-harvest-1889.jpg"
+    meta = v2_meta(collection, tmp_path / "v2.parquet", [RENOIR, pissarro])
+    row = rows(meta)[RENOIR]
+    assert row["style_confident"] and not rows(meta)[pissarro]["style_confident"]
+    assert write(meta, "--min-score", "0.5").exit_code == 0
+    sure, unsure = exiftool(collection / f"{RENOIR}.xmp", collection / f"{pissarro}.xmp")
+    assert str(sure["XMP-iptcExt:ArtworkDateCreated"]) == str(row["year"])
+    assert sure["XMP-iptcExt:ArtworkCircaDateCreated"] == f"{row['year_low']}-{row['year_high']}"
+    assert sure["XMP-iptcExt:ArtworkStylePeriod"] == "Impressionism"
+    assert sure["XMP-artylyze:Period"] == row["period"] == "1850-1899"
+    assert sure["XMP-artylyze:StyleConfident"] is True
+    assert sure["XMP-artylyze:Novelty"] == pytest.approx(row["novelty"], abs=1e-6)
+    assert "ArtyLyze|period|1850-1899" in items(sure["XMP-lr:HierarchicalSubject"])
+    assert "XMP-iptcExt:ArtworkStylePeriod" not in unsure, "0.7 >= --min-score, yet not sure"
+    assert unsure["XMP-artylyze:StyleConfident"] is False
+
+
+def test_record_ids_go_into_the_source_inventory_number(tagged, tmp_path):
     collection, meta = tagged
-    table = pq.read_table(meta)
-    n = table.num_rows
-    table = (table.append_column("year", pa.array([1890] * n, pa.int32()))  # as store.py types
-             .append_column("year_low", pa.array([1880] * n, pa.int32()))
-             .append_column("year_high", pa.array([1901] * n, pa.int32()))
-             .append_column("novelty", pa.array([0.25] * n, pa.float32()))
-             .append_column("style_confident", pa.array([False] * n))
-             .append_column("record_id", pa.array([f"1985.{i}" for i in range(n)])))
-    v2 = tmp_path / "v2.parquet"
-    pq.write_table(table, v2)
-    assert write(v2).exit_code == 0
+    (tmp_path / "records.csv").write_text(f"id,file\n1985.52.1,{RENOIR}\n")
+    tag(collection, meta, "--records", str(tmp_path / "records.csv"))
+    assert write(meta).exit_code == 0
     tags = exiftool(collection / f"{RENOIR}.xmp")[0]
-    assert str(tags["XMP-iptcExt:ArtworkDateCreated"]) == "1890"
-    assert tags["XMP-iptcExt:ArtworkCircaDateCreated"] == "1880-1901"
-    assert "XMP-iptcExt:ArtworkStylePeriod" not in tags, "the model says it is not sure"
-    assert "Impressionism" not in items(tags.get("XMP-dc:Subject"))
-    assert tags["XMP-artylyze:StyleConfident"] is False
-    assert (tags["XMP-artylyze:Year"], tags["XMP-artylyze:Novelty"]) == (1890, 0.25)
-    renoir = table.column("path").to_pylist().index(RENOIR)
-    assert str(tags["XMP-iptcExt:ArtworkSourceInventoryNo"]) == f"1985.{renoir}"
+    assert str(tags["XMP-iptcExt:ArtworkSourceInventoryNo"]) == "1985.52.1"
+    assert str(tags["XMP-artylyze:RecordId"]) == "1985.52.1"
 
 
 def test_error_rows_and_missing_images_get_no_sidecar(tagged):
