@@ -19,6 +19,7 @@ from artylyze.cli import (
     similar,
     tag,
     train,
+    write,
 )
 
 app = typer.Typer(
@@ -56,6 +57,7 @@ app.add_typer(dataset.app, name="dataset")
 app.command("train")(train.train)
 app.command("evaluate")(evaluate.evaluate)
 app.command("export")(export.export)
+app.command("write")(write.write)
 
 
 def main() -> None:

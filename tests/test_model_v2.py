@@ -135,3 +135,79 @@ def test_fit_calibration_covers_every_head() -> None:
     assert cal["temperature"]["style"] < 1.0  # always right at 0.8: it was underconfident
     assert len(cal["novelty"]["centres"]) == 3
     np.testing.assert_allclose(cal["novelty"]["centres"], np.eye(4)[:3], atol=1e-6)
+
+
+@pytest.mark.slow
+def test_a_year_head_and_calibration_travel_from_checkpoint_to_rows(wikiart, tmp_path) -> None:
+    """Export bakes the temperatures into the graph and copies the calibration; tagging then
+    writes dates, periods, confident flags and novelty."""
+    import json
+
+    import pyarrow.parquet as pq
+    import torch
+    from typer.testing import CliRunner
+
+    from artylyze.bundle import load_bundle
+    from artylyze.cli.main import app
+    from artylyze.export import export_bundle
+    from artylyze.train.calibrate import CALIBRATION_FILE
+    from artylyze.train.checkpoint import save_checkpoint
+    from artylyze.train.models import build_model
+
+    torch.manual_seed(0)
+    tasks = {"style": ["A", "B", "C"], "year": list(DECADES)}
+    model = build_model("cnn3", {k: len(v) for k, v in tasks.items()}, embedding_dim=8,
+                        pretrained=False)
+    config = {"backbone": "cnn3", "embedding_dim": 8, "input_size": 48, "resize": "stretch",
+              "name": "v2-test", "data": {"dataset": "wikiart11"},
+              "tasks": [{"name": "style", "labels": tasks["style"]},
+                        {"name": "year", "labels": tasks["year"], "kind": "year", "step": 10}]}
+    ckpt = save_checkpoint(tmp_path / "ckpt", model.eval(), config)
+    calibration = {"temperature": {"style": 3.0, "year": 0.5},
+                   "confident": {"style": 0.34, "period": 0.5},
+                   "year_interval": {"levels": [0.05, 0.95]},
+                   "novelty": {"method": "centroid", "centres": np.eye(3, 8).tolist()}}
+    (ckpt / CALIBRATION_FILE).write_text(json.dumps(calibration))
+    export_bundle(ckpt, tmp_path / "bundle", data=wikiart, check_count=4, threads=1)
+    bundle = load_bundle(tmp_path / "bundle")
+    assert bundle.manifest.year_task.step == 10
+    assert bundle.manifest.calibration["temperature"] == calibration["temperature"]
+    images = np.stack([np.full((48, 48, 3), v, np.uint8) for v in (10, 120, 250)])
+    graph = bundle.run(images)
+    with torch.no_grad():
+        raw = model(torch.from_numpy(images).permute(0, 3, 1, 2).float())
+    want = torch.softmax(raw["style"] / 3.0, dim=1).numpy()  # T=3: flatter than the logits
+    np.testing.assert_allclose(graph["style"], want, atol=1e-5)  # float reorder in the graph
+
+    collection = tmp_path / "collection"
+    collection.mkdir()
+    for f in sorted((wikiart / "images" / "Baroque").glob("*.jpg"))[:3]:
+        (collection / f.name).write_bytes(f.read_bytes())
+    out = tmp_path / "meta.parquet"
+    res = CliRunner().invoke(app, ["tag", str(collection), "--out", str(out), "--model",
+                                   str(tmp_path / "bundle"), "--quiet"])
+    assert res.exit_code == 0, res.output
+    rows = pq.read_table(out).to_pylist()
+    assert len(rows) == 3
+    for row in rows:
+        assert row["year_low"] <= row["year"] <= row["year_high"]
+        assert row["period"] == period_of(row["year"])
+        assert isinstance(row["style_confident"], bool) and 0.0 <= row["novelty"] <= 2.0
+
+
+def test_class_biases_undo_a_shifted_prior() -> None:
+    """Class-balanced training tells every class is equally common; when class 0 is really
+    four times as common, the fitted biases move mass back to it and accuracy rises."""
+    from artylyze.train.calibrate import fit_scaling
+
+    rng = np.random.default_rng(4)
+    prior = np.array([0.8, 0.1, 0.1])
+    codes = rng.choice(3, 20_000, p=prior)
+    z = rng.normal(0, 1.0, (20_000, 3))
+    z[np.arange(20_000), codes] += 1.0
+    balanced = np.exp(z) / np.exp(z).sum(1, keepdims=True)  # likelihoods, flat prior
+    t, bias = fit_scaling(balanced, codes)
+    fixed = scale(balanced, t, bias)
+    assert bias[0] > bias[1] and bias[0] > bias[2]
+    assert (fixed.argmax(1) == codes).mean() > (balanced.argmax(1) == codes).mean() + 0.05
+    assert ece(fixed.max(1), fixed.argmax(1) == codes) < 0.02
