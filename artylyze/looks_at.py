@@ -15,11 +15,11 @@ from PIL import Image
 from artylyze.index.plots import pyplot, save_figure
 from artylyze.overlay import overlay
 from artylyze.saliency import Predictor, SaliencyOptions, perturb
+from artylyze.train.metrics import UNKNOWN
 
 EXAMPLES = 2  # right and wrong examples per class
 MAX_CLASSES = 12  # rows per sheet: the classes with the most test images
 TILE_INCH = 1.9
-UNKNOWN = -1
 
 
 def sheet_name(task: str) -> str:

@@ -75,35 +75,8 @@ def collection_report(source: str | Path, out: str | Path, index: str | Path | N
     out.mkdir(parents=True, exist_ok=True)
     styles = ordered(fields["style"], _model_labels(coll, "style"))
     parts = [_intro(coll, sources)]
-    charts_written = []
-    if "period" in fields:
-        periods = chronological({p for p in fields["period"] if p})
-        counts = crosstab(fields["style"], fields["period"], styles, periods)
-        charts.journey_chart(counts, styles, periods, sources["period"], out / "journey.png")
-        charts.count_heatmap(counts, styles, periods, "Styles by period", "period", "style",
-                             out / "style_period.png")
-        charts_written += ["journey.png", "style_period.png"]
-        parts.append(_section("journey", "The journey of styles through time", "journey.png",
-                              f"Share of each style among the works of each period (style: "
-                              f"{sources['style']}, period: {sources['period']}; the "
-                              f"{int(counts.sum()):,} works with both); below, how many works "
-                              "each period holds."))
-        parts.append(_section("style-period", "Styles by period", "style_period.png",
-                              "Works per style and period; colour is the share of the style's "
-                              "works."))
-    if "nationality" in fields:
-        nats = ordered(fields["nationality"])
-        counts, nats = keep_top_columns(
-            crosstab(fields["style"], fields["nationality"], styles, nats), nats,
-            NATIONALITY_COLUMNS)
-        charts.count_heatmap(counts, styles, nats, "Styles by nationality", "nationality",
-                             "style", out / "style_nationality.png")
-        charts_written.append("style_nationality.png")
-        parts.append(_section("style-nationality", "Styles by nationality",
-                              "style_nationality.png",
-                              f"Works per style and nationality ({sources['nationality']}); "
-                              f"the {NATIONALITY_COLUMNS - 1} most common nationalities, the "
-                              "rest as 'other'."))
+    charts_written = [*_over_time(fields, sources, styles, out, parts),
+                      *_over_place(fields, sources, styles, out, parts)]
     order = _clusters(coll, out, parts)
     charts_written.append("affinity_tree.png")
     membership, sizes = mean_membership(fields["style"], styles, coll.posteriors)
@@ -115,6 +88,45 @@ def collection_report(source: str | Path, out: str | Path, index: str | Path | N
     html = write_page(out / "index.html", page(f"Collection report: {coll.name}", "\n".join(parts)))
     return {"html": html, "works": coll.count, "charts": charts_written, "cases": len(studies),
             "sources": sources}
+
+
+def _over_time(fields: dict[str, list[str | None]], sources: dict[str, str], styles: list[str],
+               out: Path, parts: list[str]) -> list[str]:
+    """The journey of styles and the style x period heat map (when periods are known)."""
+    periods = chronological({p for p in fields.get("period", []) if p})
+    if not periods:
+        return []
+    counts = crosstab(fields["style"], fields["period"], styles, periods)
+    charts.journey_chart(counts, styles, periods, sources["period"], out / "journey.png")
+    charts.count_heatmap(counts, styles, periods, "Styles by period", "period", "style",
+                         out / "style_period.png")
+    parts.append(_section("journey", "The journey of styles through time", "journey.png",
+                          f"Share of each style among the works of each period (style: "
+                          f"{sources['style']}, period: {sources['period']}; the "
+                          f"{int(counts.sum()):,} works with both); below, how many works "
+                          "each period holds."))
+    parts.append(_section("style-period", "Styles by period", "style_period.png",
+                          "Works per style and period; colour is the share of the style's "
+                          "works."))
+    return ["journey.png", "style_period.png"]
+
+
+def _over_place(fields: dict[str, list[str | None]], sources: dict[str, str], styles: list[str],
+                out: Path, parts: list[str]) -> list[str]:
+    """The style x nationality heat map (when nationalities are known)."""
+    nats = ordered(fields.get("nationality", []))
+    if not nats:
+        return []
+    counts, nats = keep_top_columns(
+        crosstab(fields["style"], fields["nationality"], styles, nats), nats,
+        NATIONALITY_COLUMNS)
+    charts.count_heatmap(counts, styles, nats, "Styles by nationality", "nationality", "style",
+                         out / "style_nationality.png")
+    parts.append(_section("style-nationality", "Styles by nationality", "style_nationality.png",
+                          f"Works per style and nationality ({sources['nationality']}); the "
+                          f"{NATIONALITY_COLUMNS - 1} most common nationalities, the rest as "
+                          "'other'."))
+    return ["style_nationality.png"]
 
 
 def _model_labels(coll: Collection, task: str) -> tuple[str, ...]:

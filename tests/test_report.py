@@ -133,6 +133,18 @@ def test_refusals_are_clear(tagged, tmp_path):
     assert result.exit_code == 2 and "error:" in result.output
 
 
+def test_a_collection_without_periods_or_places_skips_those_sections(tmp_path):
+    meta = planted_meta(tmp_path)  # style and genre only; its files do not exist
+    build(meta, tmp_path / "idx", BuildOptions(gmm_k=3, kmeans_k=3))
+    result = collection_report(tmp_path / "idx", tmp_path / "r", cases=2)
+    assert result["charts"] == ["affinity_tree.png", "influences.png"]
+    html = (tmp_path / "r" / "index.html").read_text()
+    assert 'id="journey"' not in html and html.count('class="case"') == 2
+    if CHROMIUM is not None:  # missing files are drawn as grey tiles, never broken images
+        seen = render(tmp_path / "r" / "index.html")
+        assert seen["broken"] == [] and seen["console"] == [], seen
+
+
 def test_cross_tables_keep_unknowns_out_and_fold_the_tail():
     styles = ["A", "A", "B", None, "B", "A"]
     places = ["x", "y", "x", "x", None, "z"]
