@@ -121,7 +121,7 @@ def export_bundle(
             resize=spec.resize, tasks=spec.tasks, embedding_dim=spec.embedding_dim,
             model_sha256=sha256_file(staging / MODEL_FILE),
             extra={
-                "training": config.get("data"),
+                "training": _portable(config.get("data")),
                 "metrics": (summarise_metrics(test_metrics) if test_metrics is not None
                             else config.get("metrics")),
                 "parity": {**parity.to_dict(), "source": _describe(check_source)},
@@ -139,6 +139,13 @@ def export_bundle(
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return manifest
+
+
+def _portable(data: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The training summary without paths of the machine that trained (bundles travel)."""
+    if not data or not data.get("manifest"):
+        return data
+    return {**data, "manifest": Path(str(data["manifest"])).name}
 
 
 def summarise_metrics(path: str | os.PathLike[str]) -> dict[str, Any]:
