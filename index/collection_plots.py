@@ -18,9 +18,14 @@ MIN_SHOWN = 0.05  # influence shares below this are not written in their cell
 
 
 def _palette(n: int) -> list:
+    """``n`` distinct colours: tab10's, then (past ten) tab20's light tints after its dark ones,
+    so that neighbours in a stack never get two shades of one hue."""
     plt = pyplot()
-    cmap = plt.get_cmap("tab20" if n > 10 else "tab10")
-    return [cmap(i % cmap.N) for i in range(n)]
+    if n <= 10:
+        return [plt.get_cmap("tab10")(i) for i in range(n)]
+    tab20 = plt.get_cmap("tab20")
+    order = [*range(0, 20, 2), *range(1, 20, 2)]
+    return [tab20(order[i % 20]) for i in range(n)]
 
 
 def journey_chart(counts: np.ndarray, styles: list[str], periods: list[str], source: str,
@@ -28,6 +33,8 @@ def journey_chart(counts: np.ndarray, styles: list[str], periods: list[str], sou
     """Stacked areas: each style's share of the works of every period, and below, how many
     works each period has (a share of three works is not a trend)."""
     plt = pyplot()
+    dated = counts.sum(axis=1) > 0  # a style without any dated work has no area to draw
+    counts, styles = counts[dated], [s for s, d in zip(styles, dated, strict=True) if d]
     totals = counts.sum(axis=0)
     shares = counts / np.maximum(totals, 1)[None]
     x = np.arange(len(periods))
