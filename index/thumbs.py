@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import base64
 import io
-from pathlib import Path
+import os
+from pathlib import Path, PurePath
 
 from PIL import Image
 
@@ -15,28 +16,30 @@ GREY = (150, 150, 150)
 
 
 def locate(root: str | None, rel_path: str) -> Path | None:
-    """The file of an indexed row: ``root/path`` (or ``path`` itself when absolute); names
-    that are not UTF-8 are stored escaped in meta.parquet and decoded here."""
-    from artylyze.store import file_path
+    """The file of an indexed row: ``root/path``; names that are not UTF-8 are stored escaped
+    in meta.parquet and decoded here. Row paths are untrusted (an index can come from
+    anyone): an absolute one, or one that climbs out of the root with ``..``, is never
+    opened, so a page or contact sheet cannot embed a file from outside the collection."""
+    from artylyze.store import decode_path, file_path
 
-    path = Path(rel_path)
-    if not path.is_absolute() and root:
-        path = Path(file_path(root, rel_path))
+    rel = decode_path(rel_path)
+    if not root or os.path.isabs(rel) or ".." in PurePath(rel).parts:
+        return None
+    path = Path(file_path(root, rel_path))
     return path if path.is_file() else None
 
 
 def thumbnail(path: str | Path | None, size: int = 160) -> Image.Image:
-    """An RGB thumbnail at most ``size`` px on its long side, or a grey square."""
+    """An RGB thumbnail at most ``size`` px on its long side, or a grey square. Decoded
+    straight to that size (see :func:`artylyze.imaging.load_thumbnail`), so a page of
+    large scans does not hold full-size copies of them."""
     if path is not None:
-        from artylyze.imaging import load_image
+        from artylyze.imaging import load_thumbnail
 
         try:
-            img = Image.fromarray(load_image(path).pixels)
+            return Image.fromarray(load_thumbnail(path, size).pixels)
         except (ArtyLyzeError, OSError, ValueError):
-            img = None
-        if img is not None:
-            img.thumbnail((size, size))
-            return img
+            pass
     return Image.new("RGB", (size, size), GREY)
 
 
