@@ -15,14 +15,13 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
 from test_faults import leftovers
 from test_tag import run, write_pictures
-from test_tag_crash import assert_same_predictions, kill_after_first_part
+from test_tag_crash import assert_same_predictions, kill_after_first_part, wait_until
 from tiny_bundle import make_tiny_bundle
 
 from artylyze.index.store import load_index_dir
@@ -119,14 +118,7 @@ def meta(setup: dict[str, Path]) -> Path:
 def build_paused(meta: Path, out: Path, ready: Path, *extra: str) -> subprocess.Popen:
     proc = artylyze("index", "build", meta, "--out", out, *extra,
                     code=PAUSE.format(ready=str(ready)))
-    deadline = time.monotonic() + 300
-    while not ready.exists():
-        if proc.poll() is not None:
-            pytest.fail(f"the build ended early: {proc.stdout.read().decode()}")
-        if time.monotonic() > deadline:
-            proc.kill()
-            pytest.fail("the build never reached its write")
-        time.sleep(0.01)
+    wait_until(proc, ready.exists, "its write", limit_s=300)
     return proc
 
 
