@@ -34,10 +34,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from artylyze.atomic import atomic_write, fsync_dir
+from artylyze.atomic import atomic_write, fsync_dir, replace_dir
 from artylyze.bundle import Manifest
 from artylyze.errors import ArtyLyzeError, writing
 from artylyze.lock import FileLock, LockedError
+from artylyze.signals import critical
 
 SCHEMA_VERSION = "1"
 META_BUNDLE = b"artylyze.bundle"
@@ -653,17 +654,15 @@ class _Sink:
 
 
 def _swap_in(target: OutputTarget, tmp: Path) -> None:
-    """A file is replaced in one rename. A directory needs two; :meth:`OutputTarget.recover`
-    finishes the swap if a crash falls between them."""
-    if not target.dataset:
-        os.replace(tmp, target.path)
-    else:
-        old = target.sibling(".old")
-        if target.path.exists():
-            os.replace(target.path, old)
-        os.replace(tmp, target.path)
-        shutil.rmtree(old, ignore_errors=True)
-    fsync_dir(target.path.parent)
+    """A file is replaced in one rename, a directory in one exchange where the filesystem
+    can (else two renames: :meth:`OutputTarget.recover` finishes a swap a crash cut short).
+    A stop signal waits until the old output is gone, so none is left beside the new one."""
+    with critical():
+        if not target.dataset:
+            os.replace(tmp, target.path)
+        else:
+            replace_dir(tmp, target.path)  # parks the old one at sibling(".old") if it must
+        fsync_dir(target.path.parent)
 
 
 def remove_workdir(target: OutputTarget) -> None:

@@ -8,10 +8,9 @@
 ====  ==========================================================================
 
 An error is one line on stderr, with control characters escaped; ``artylyze --debug CMD``
-(or ``ARTYLYZE_DEBUG=1``) prints the traceback before it. A stop signal becomes
-:class:`~artylyze.errors.Interrupted` in the main thread, so the code that is running
-commits what is done, removes its temp files and releases its locks on the way out; a
-second signal stops at once (still safe: every output is written crash-safely).
+(or ``ARTYLYZE_DEBUG=1``) prints the traceback before it. Stop signals become
+:class:`~artylyze.errors.Interrupted` (see :mod:`artylyze.signals`), so the code that is
+running stops cleanly before the exit code says so.
 """
 
 from __future__ import annotations
@@ -19,7 +18,6 @@ from __future__ import annotations
 import os
 import signal
 import sys
-import threading
 import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -35,6 +33,7 @@ except ImportError:  # older typer uses click itself
     from click import ClickException as _UsageError
 
 from artylyze.errors import ArtyLyzeError, Interrupted, os_error_text
+from artylyze.signals import stop_signals
 from artylyze.text import printable
 
 EXIT_INPUTS_FAILED = 1
@@ -42,8 +41,6 @@ EXIT_CANNOT = 2
 # Whether a cli_errors() is active in this context, and then with --debug or not: the root
 # group's handles everything, the commands' own ones (for direct calls) then stand aside.
 _ACTIVE: ContextVar[bool | None] = ContextVar("artylyze_cli_errors", default=None)
-STOP_SIGNALS = tuple(getattr(signal, n) for n in ("SIGINT", "SIGTERM", "SIGHUP")
-                     if hasattr(signal, n))
 
 
 def fail(message: str, code: int = EXIT_CANNOT) -> NoReturn:
@@ -54,33 +51,6 @@ def fail(message: str, code: int = EXIT_CANNOT) -> NoReturn:
 
 def _env_debug() -> bool:
     return os.environ.get("ARTYLYZE_DEBUG", "") not in ("", "0")
-
-
-def _on_signal(signum: int, _frame: Any) -> None:
-    for sig in STOP_SIGNALS:  # a second signal is not caught: it stops at once
-        if signal.getsignal(sig) is _on_signal:
-            signal.signal(sig, signal.SIG_DFL)
-    raise Interrupted(signum)
-
-
-@contextmanager
-def stop_signals() -> Iterator[None]:
-    """SIGINT, SIGTERM and SIGHUP raise :class:`Interrupted` while the block runs (main
-    thread only; a signal that was ignored, as under ``nohup``, stays ignored)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = {}
-    for sig in STOP_SIGNALS:
-        current = signal.getsignal(sig)
-        if current not in (signal.SIG_IGN, _on_signal):
-            previous[sig] = current
-            signal.signal(sig, _on_signal)
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
 
 
 @contextmanager

@@ -43,6 +43,7 @@ from artylyze.index.errors import IndexStoreError
 from artylyze.index.faiss_index import load_index, save_index, set_params
 from artylyze.index.reduce import PCA
 from artylyze.lock import FileLock
+from artylyze.signals import critical
 
 #: The reference gallery that ships with ArtyLyze (wikiart11, default bundle).
 DEFAULT_GALLERY_DIR = DEFAULT_BUNDLE_DIR.parent / "gallery"
@@ -197,7 +198,8 @@ def building(out: Path) -> Iterator[Path]:
         try:
             yield tmp
             os.chmod(tmp, 0o755)  # mkdtemp makes 0700; an index is meant to be shared
-            replace_dir(tmp, out)
+            with critical():  # a stop signal waits for the swap and the old folder's removal
+                replace_dir(tmp, out)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
 

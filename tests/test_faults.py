@@ -13,6 +13,7 @@ import errno
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -28,7 +29,9 @@ from typer.testing import CliRunner
 
 from artylyze import lock as lock_module
 from artylyze.cli.main import app
+from artylyze.errors import Interrupted
 from artylyze.lock import LockedError
+from artylyze.signals import critical, stop_signals
 from artylyze.store import OutputLock, OutputTarget
 
 
@@ -404,3 +407,14 @@ def test_strict_fails_when_a_folder_could_not_be_read(tmp_path: Path, bundle_dir
     res = tag_cli(*args, "--strict")
     assert res.exit_code == 1
     assert error_lines(res.output) == ["error: 1 folders could not be read (--strict)"]
+
+
+def test_a_signal_inside_a_critical_section_waits_for_its_end() -> None:
+    """The swap of a new output and the removal of the old one are never cut in half."""
+    steps = []
+    with pytest.raises(Interrupted) as stopped, stop_signals():
+        with critical():
+            os.kill(os.getpid(), signal.SIGTERM)
+            steps.append("after the signal")  # still runs: the signal is held
+        steps.append("never")
+    assert steps == ["after the signal"] and stopped.value.exit_code == 143
