@@ -1,7 +1,7 @@
 """The batch tagging engine: walk -> decode (parallel workers) -> batched inference -> parts.
 
 Shaped like clip-retrieval's reader -> mapper -> writer: a pool of decode workers reads each
-file once (sha256 + decode from the same bytes) and returns pixels or an error; the main
+file (sha256 + decode, see :func:`decode_file`) and returns pixels or an error; the main
 thread stacks pixels into batches for onnxruntime and hands rows to the store, which commits
 them in crash-safe parts. A fixed window of files is in flight, refilled as results are
 taken, so memory stays flat however large the collection. Each stage is timed per batch and
@@ -48,6 +48,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from functools import partial
 from multiprocessing import get_context
+from typing import BinaryIO
 
 import numpy as np
 import pyarrow as pa
@@ -196,6 +197,7 @@ class DecodeResult:
 
 
 READ_CHUNK = 1 << 20
+SLURP_MAX = 64 << 20  # files up to this size are read into memory once, for hash and decode
 
 
 def decode_file(job: DecodeJob, size: int, resize: str, max_pixels: int,
@@ -203,10 +205,11 @@ def decode_file(job: DecodeJob, size: int, resize: str, max_pixels: int,
     """Hash and decode one file; never raises for a bad file.
 
     The file is opened once and judged on its descriptor (a FIFO swapped in after the walk
-    is refused, not waited on; see :func:`artylyze.imaging.open_image_file`). The hash
-    streams through it in chunks and the decoder reads it again from the start (from the
-    page cache), so memory does not grow with file size. Module level with plain-data
-    arguments, so a ``spawn`` worker can run it.
+    is refused, not waited on; see :func:`artylyze.imaging.open_image_file`). Up to
+    ``SLURP_MAX`` bytes it is read once and the same bytes are hashed and decoded; a larger
+    one is hashed in chunks and decoded from the file, so memory never grows with file size
+    beyond ``SLURP_MAX`` per worker. Module level with plain-data arguments, so a ``spawn``
+    worker can run it.
     """
     try:
         f = open_image_file(job.abspath, max_bytes)
@@ -216,18 +219,20 @@ def decode_file(job: DecodeJob, size: int, resize: str, max_pixels: int,
                             else e.reason)
     with f:
         try:
-            sha = _sha256(f)
+            if os.fstat(f.fileno()).st_size <= SLURP_MAX:
+                source: bytes | BinaryIO = f.read()
+                sha = hashlib.sha256(source).hexdigest()
+            else:
+                sha, source = _sha256(f), f
+                f.seek(0)
         except OSError as e:
             return DecodeResult(None, error=f"cannot read file: {(e.strerror or str(e)).lower()}")
         if sha in job.hints:
             return DecodeResult(sha, known=True)
         try:
-            f.seek(0)
-            img = load_image(f, size=size, resize=resize, max_pixels=max_pixels)
+            img = load_image(source, size=size, resize=resize, max_pixels=max_pixels)
         except ImageError as e:
             return DecodeResult(sha, error=e.reason)
-        except OSError as e:
-            return DecodeResult(sha, error=f"cannot read file: {(e.strerror or str(e)).lower()}")
     return DecodeResult(sha, img.pixels, img.width, img.height)
 
 

@@ -2,8 +2,8 @@
 
 Why a second engine: one machine's cores cap the local engine; a collection of millions of
 scans wants every node and GPU of a cluster. Only the fan-out differs, so everything a row
-is made of is reused: :func:`artylyze.engine.decode_file` (read once, sha256 + load_image on
-the same bytes, the same error reasons), :meth:`Bundle.run`, and the store's schema and
+is made of is reused: :func:`artylyze.engine.decode_file` (sha256 + load_image, the same
+read guards and error reasons), :meth:`Bundle.run`, and the store's schema and
 row builder. ``ray`` is imported only inside :func:`tag_with_ray`, so the package works
 without it.
 

@@ -118,6 +118,25 @@ def test_a_full_disk_during_the_final_merge_keeps_the_old_output(
     assert (s.resumed, s.images_inferred, s.rows_written) == (2, 0, 8)
 
 
+def test_a_full_disk_during_an_index_build_keeps_the_old_index(
+        tmp_path: Path, index_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    idx = tmp_path / "idx"
+    shutil.copytree(index_dir, idx)
+    before = (idx / "manifest.json").read_bytes()
+    import artylyze.index.store as index_store
+
+    def full(path: Path, data: object) -> None:  # the last parts, in the temp folder, do not fit
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr(index_store, "write_json", full)
+    meta = index_dir.parent / "meta.parquet"
+    res = CliRunner().invoke(app, ["index", "build", str(meta), "--out", str(idx)])
+    assert res.exit_code == 2
+    assert "No space left on device; free some space" in error_lines(res.output)[0]
+    assert (idx / "manifest.json").read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["idx"]  # no temp folder, no lock
+
+
 def test_a_full_disk_while_taking_the_lock_leaves_nothing(
         tmp_path: Path, bundle_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     write_pictures(tmp_path / "col", 2)
