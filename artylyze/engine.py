@@ -62,20 +62,19 @@ from artylyze.imaging import (
     load_image,
     open_image_file,
 )
+from artylyze.predict import Prediction, predictions
 from artylyze.progress import Progress
 from artylyze.store import (
     Known,
     OutputLock,
     OutputTarget,
     PartWriter,
-    Prediction,
     State,
     build_row,
     encode_path,
     load_state,
     make_schema,
     output_errors,
-    predictions,
     remove_workdir,
     result_key,
     write_output,

@@ -67,6 +67,7 @@ from artylyze.engine import (
     warn,
 )
 from artylyze.imaging import DEFAULT_MAX_BYTES
+from artylyze.predict import predictions
 from artylyze.progress import Progress
 from artylyze.store import (
     ROW_GROUP_ROWS,
@@ -79,7 +80,6 @@ from artylyze.store import (
     known_in,
     known_rows,
     make_schema,
-    predictions,
     read_schema,
     refuse_foreign,
     result_key,

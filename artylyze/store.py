@@ -38,6 +38,7 @@ from artylyze.atomic import atomic_write, fsync_dir, replace_dir
 from artylyze.bundle import Manifest
 from artylyze.errors import ArtyLyzeError, writing
 from artylyze.lock import FileLock, LockedError
+from artylyze.predict import Prediction
 from artylyze.signals import critical
 
 SCHEMA_VERSION = "1"
@@ -52,6 +53,7 @@ OLD = -1  # State source of rows that come from the previous output
 FIXED_COLUMNS = ("path", "size", "mtime_ns", "sha256", "width", "height", "status", "error")
 KNOWN_COLUMNS = ["path", "size", "mtime_ns", "sha256", "status"]  # what the state needs
 TOP_TYPE = pa.list_(pa.struct([("label", pa.string()), ("score", pa.float32())]))
+YEAR_COLUMNS = ("year", "year_low", "year_high")  # estimate and its interval (Model v2)
 
 
 class StoreError(ArtyLyzeError):
@@ -114,11 +116,33 @@ def result_key(manifest: Manifest, top_k: int) -> str:
     return f"{manifest.model_id}|top_k={top_k}|schema={SCHEMA_VERSION}"
 
 
+def label_columns(manifest: Manifest) -> list[str]:
+    """Columns the bundle's heads give, beside the fixed ones (see :func:`make_schema`)."""
+    calibrated = bool(manifest.calibration.get("confident"))
+    cols = [c for t in manifest.label_tasks
+            for c in (t, f"{t}_score", f"{t}_top", *((f"{t}_confident",) if calibrated else ()))]
+    if manifest.year_task is not None:
+        cols += list(YEAR_COLUMNS)
+    if "novelty" in manifest.calibration:
+        cols.append("novelty")
+    return cols
+
+
+def _column_type(name: str) -> pa.DataType:
+    if name.endswith("_top"):
+        return TOP_TYPE
+    if name.endswith("_confident"):
+        return pa.bool_()
+    if name in YEAR_COLUMNS:
+        return pa.int32()
+    return pa.float32() if name.endswith("_score") or name == "novelty" else pa.string()
+
+
 def make_schema(manifest: Manifest, root: str = "", top_k: int = 3) -> pa.Schema:
     """The fixed meta.parquet schema for a bundle (column order per the team contract)."""
-    clash = set(FIXED_COLUMNS + ("embedding", "model", "tagged_at")) & {
-        c for t in manifest.task_names for c in (t, f"{t}_score", f"{t}_top")}
-    if clash:
+    labels = label_columns(manifest)
+    clash = set(FIXED_COLUMNS + ("embedding", "model", "tagged_at")) & set(labels)
+    if clash or len(set(labels)) != len(labels):
         raise StoreError(f"bundle task names clash with meta.parquet columns: {sorted(clash)}")
     fields = [
         pa.field("path", pa.string(), nullable=False),
@@ -130,9 +154,7 @@ def make_schema(manifest: Manifest, root: str = "", top_k: int = 3) -> pa.Schema
         pa.field("status", pa.string(), nullable=False),
         pa.field("error", pa.string()),
     ]
-    for task in manifest.task_names:
-        fields += [pa.field(task, pa.string()), pa.field(f"{task}_score", pa.float32()),
-                   pa.field(f"{task}_top", TOP_TYPE)]
+    fields += [pa.field(name, _column_type(name)) for name in labels]
     fields += [
         pa.field("embedding", pa.list_(pa.float32(), manifest.embedding_dim)),
         pa.field("model", pa.string()),
@@ -145,29 +167,6 @@ def make_schema(manifest: Manifest, root: str = "", top_k: int = 3) -> pa.Schema
         META_TOP_K: str(top_k).encode(),
     }
     return pa.schema(fields, metadata=metadata)
-
-
-@dataclass(frozen=True)
-class Prediction:
-    """Top-k labels per task (best first) and the embedding of one image."""
-
-    top: dict[str, list[tuple[str, float]]]
-    embedding: np.ndarray
-
-
-def predictions(outputs: dict[str, np.ndarray], manifest: Manifest,
-                top_k: int) -> list[Prediction]:
-    """Turn a batch of bundle outputs into one :class:`Prediction` per image."""
-    emb = outputs["embedding"]
-    per_task = {}
-    for task in manifest.task_names:
-        probs = outputs[task]
-        labels = manifest.labels(task)
-        k = min(top_k, len(labels))
-        order = np.argsort(-probs, axis=1, kind="stable")[:, :k]
-        per_task[task] = [[(labels[j], float(probs[i, j])) for j in order[i]]
-                          for i in range(len(probs))]
-    return [Prediction({t: per_task[t][i] for t in per_task}, emb[i]) for i in range(len(emb))]
 
 
 def build_row(path: str, size: int | None, mtime_ns: int | None, *, sha256: str | None,
@@ -186,6 +185,12 @@ def build_row(path: str, size: int | None, mtime_ns: int | None, *, sha256: str 
         for task, top in prediction.top.items():
             row[task], row[f"{task}_score"] = top[0]
             row[f"{task}_top"] = [{"label": label, "score": score} for label, score in top]
+        for task, flag in prediction.confident.items():
+            row[f"{task}_confident"] = flag
+        if prediction.year is not None:
+            y = prediction.year
+            row.update({"year": y.year, "year_low": y.low, "year_high": y.high})
+        row["novelty"] = prediction.novelty
         row["embedding"] = prediction.embedding
     return row
 

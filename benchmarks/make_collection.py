@@ -27,7 +27,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-WIKIART = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "wikiart11"
+WIKIART = Path(os.environ.get("ARTYLYZE_DATA")
+               or Path(__file__).resolve().parents[2] / "shared" / "datasets") / "wikiart11"
 PNG_EVERY = 40
 TIFF_EVERY = 40
 GRAIN_SIGMA = 3.0  # grain added at 1/2 resolution, then upscaled with the image

@@ -13,24 +13,41 @@ app = typer.Typer(help="Prepare training data.", no_args_is_help=True)
 
 @app.command("build")
 def build(
-    images: Path = typer.Argument(..., exists=True, file_okay=False, help="Image folder."),
+    images: list[Path] = typer.Argument(
+        ..., exists=True, file_okay=False,
+        help="Image folders, or data set folders holding images/ and labels.csv; several "
+             "are joined into one manifest, each keeping its own splits."),
     out: Path = typer.Option(Path("manifest.parquet"), "--out", "-o", help="Manifest Parquet."),
-    labels: Path | None = typer.Option(None, exists=True, dir_okay=False,
-                                       help="Labels CSV/Parquet with a 'path' column; "
-                                       "without it the class comes from the folder name."),
+    labels: list[Path] = typer.Option(
+        [], exists=True, dir_okay=False,
+        help="Labels CSV/Parquet with a 'path' column, one per image folder in the same "
+             "order (not needed for a data set folder); without it the class comes from the "
+             "folder name."),
     artists: Path | None = typer.Option(None, exists=True, dir_okay=False,
-                                        help="Artist table: artist, nationality, birth, death."),
+                                        help="Artist table: artist, nationality."),
     min_count: int = typer.Option(30, min=1, help="Classes rarer than this become unknown."),
     period_step: int = typer.Option(50, min=1, help="Years per period bin."),
     folder_task: str = typer.Option("style", help="Task named by the folder (no --labels)."),
 ) -> None:
     """Join images with labels into a manifest: one row per image, one column per task."""
-    from artylyze.train.manifest import build_manifest, write_manifest_parquet
+    from artylyze.train.manifest import (
+        LabelledSource,
+        ManifestError,
+        build_manifest,
+        write_manifest_parquet,
+    )
 
     with cli_errors():
-        df, report = build_manifest(images, labels, artists, min_count, period_step, folder_task)
-        write_manifest_parquet(df, out, images)
-    typer.echo(f"{out}: {report.rows} images ({report.missing_images} label rows without image)")
+        if len(labels) > len(images):
+            raise ManifestError(f"{len(labels)} --labels for {len(images)} image folders")
+        sources = [LabelledSource.find(d, labels[i] if i < len(labels) else None)
+                   for i, d in enumerate(images)]
+        df, report = build_manifest(sources, None, artists, min_count, period_step, folder_task)
+        write_manifest_parquet(df, out, report.root)
+    typer.echo(f"{out}: {report.rows} images ({report.missing_images} label rows without image)"
+               f" under {report.root}")
+    for name, count in df["source"].value_counts().sort_index().items():
+        typer.echo(f"  source {name}: {count} images")
     for task, share in report.coverage.items():
         classes = report.classes[task]
         top = ", ".join(f"{k} {v}" for k, v in list(classes.items())[:4])

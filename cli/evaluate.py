@@ -25,7 +25,15 @@ def evaluate(
 
     with cli_errors():
         result = run(model, manifest, split, out, limit=limit, plots=plots)
-    typer.echo(f"{'task':<12} {'n':>5} {'acc':>6} {'macroF1':>8} {'top3':>6}")
-    for task, n, acc, f1, top3 in summary_table(result):
-        typer.echo(f"{task:<12} {n:>5} {acc:6.3f} {f1:8.3f} {top3:6.3f}")
+    typer.echo(f"{'task':<12} {'n':>5} {'acc':>6} {'macroF1':>8} {'top3':>6} {'ECE':>6}")
+    for task, n, acc, f1, top3, ece in summary_table(result):
+        typer.echo(f"{task:<12} {n:>5} {acc:6.3f} {f1:8.3f} {top3:6.3f} {ece:6.3f}")
+    date = result.get("date", {})
+    if date.get("n"):
+        typer.echo(f"date: n {date['n']}, MAE {date['mae_years']:.1f} years, within 25 "
+                   f"{date['within_25']:.1%}, within 50 {date['within_50']:.1%}, interval "
+                   f"covers {date['interval_coverage']:.1%} (mean width "
+                   f"{date['interval_mean_width']:.0f} years)")
+    for source, s in result.get("style_by_source", {}).items():
+        typer.echo(f"style on {source}: {s['accuracy']:.3f} ({s['n']} images)")
     typer.echo(f"wrote {out / 'metrics.json'}")

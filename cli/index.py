@@ -56,6 +56,11 @@ def build(
         "--bundle", exists=True, file_okay=False,
         help="The bundle that tagged the collection; recorded so queries can embed images.",
     )] = None,
+    thumbnails: Annotated[int | None, typer.Option(
+        "--thumbnails", min=16, max=512,
+        help="Pack a small picture (PX on the long side, WebP) of every work into the index, "
+             "so its pages show pictures where the collection is not at hand (96: ~1.7 KB "
+             "each).")] = None,
     seed: Annotated[int, typer.Option("--seed", help="Seed for sampling and clustering.")] = 0,
     stream: Annotated[bool | None, typer.Option(
         "--stream/--in-memory",
@@ -81,7 +86,7 @@ def build(
         opts = BuildOptions(pca=pca, pca_variance=pca_variance, index_type=index_type,
                             kmeans_k=k, gmm_k=gmm_k, covariance=covariance,
                             cluster_dims=cluster_dims, labels=labels, bundle_dir=bundle,
-                            seed=seed)
+                            thumbnails=thumbnails, seed=seed)
         if stream is None:
             stream = trained is not None or train_only or should_stream(meta)
         if stream:

@@ -76,14 +76,14 @@ def similar(
         gallery = _open(index, bundle, device)
         answers = []
         for query in gallery.queries(images):
-            answers.append({"query": query.name, "source": query.source,
+            answers.append({"query": query.name, "source": query.source, "id": query.row,
                             "file": str(query.file) if query.file else None,
-                            "predicted": query.predicted,
+                            "predicted": query.predicted, "estimated": query.estimated,
                             "results": gallery.similar(query, k)})
         if html is not None:
             from artylyze.index.html import similar_page, write_page
 
-            write_page(html, similar_page(answers, gallery.index.root))
+            write_page(html, similar_page(answers, gallery.index))
         gallery.close()
     if as_json:
         typer.echo(json.dumps(answers, indent=2, ensure_ascii=False))

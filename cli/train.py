@@ -48,6 +48,12 @@ def train(
                                      "embedding and heads of a fine-tuned model."),
     name: str | None = typer.Option(None, help="Model name recorded in checkpoints and "
                                     "bundles (default: artylyze-BACKBONE)."),
+    degrade: bool = typer.Option(True, help="Random JPEG re-compression, blur and colour "
+                                 "jitter while fine-tuning, so the model cannot learn a "
+                                 "source's file quality."),
+    tasks: str = typer.Option("style,genre,artist,nationality,year",
+                              help="Comma-separated tasks to learn (year: decades, from "
+                                   "recorded years; the period is derived from it)."),
 ) -> None:
     """Train a multi-task model; resumes from OUT/last when it exists."""
     from artylyze.train.loop import TrainConfig
@@ -59,7 +65,8 @@ def train(
                       embedding_dim=embedding_dim, patience=patience, ema_decay=ema_decay,
                       seed=seed, bf16=bf16,
                       weights=str(weights) if weights else None, limit=limit, name=name,
-                      init=str(init) if init else None)
+                      init=str(init) if init else None, degrade=degrade,
+                      tasks=[t.strip() for t in tasks.split(",") if t.strip()])
     with cli_errors():
         best = run(cfg, log=typer.echo)
     typer.echo(f"best checkpoint: {best}")

@@ -32,19 +32,24 @@ EPS = 1e-12  # as torch.nn.functional.normalize
 
 
 class BundleGraph(nn.Module):
-    """uint8 NHWC images -> (unit-norm embedding, softmax per task), in ``task_names`` order."""
+    """uint8 NHWC images -> (unit-norm embedding, softmax per task), in ``task_names`` order.
+    A task's fitted temperature divides its logits first, so the graph's probabilities are
+    the calibrated ones."""
 
-    def __init__(self, model: nn.Module, task_names: Sequence[str]) -> None:
+    def __init__(self, model: nn.Module, task_names: Sequence[str],
+                 temperatures: dict[str, float] | None = None) -> None:
         super().__init__()
         self.model = model
         self.task_names = tuple(task_names)
+        self.temperatures = {t: float((temperatures or {}).get(t, 1.0)) for t in task_names}
 
     def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, ...]:
         out = self.model(image.permute(0, 3, 1, 2))
         emb = out["embedding"]
         # Written out instead of F.normalize, whose expand_as becomes shape ops in the graph.
         emb = emb / torch.linalg.vector_norm(emb, dim=1, keepdim=True).clamp_min(EPS)
-        return (emb, *(torch.softmax(out[name], dim=1) for name in self.task_names))
+        return (emb, *(torch.softmax(out[name] / self.temperatures[name], dim=1)
+                       for name in self.task_names))
 
 
 def torch_outputs(graph: BundleGraph, pixels: np.ndarray, batch: int = 16) -> dict[str, np.ndarray]:

@@ -25,6 +25,7 @@ from artylyze.bundle import (
     MANIFEST_FILE,
     MODEL_FILE,
     RESIZE_POLICIES,
+    BundleError,
     Manifest,
     Task,
     load_bundle,
@@ -72,6 +73,7 @@ def export_bundle(
     else the training manifest named in the checkpoint, else ../shared/datasets/wikiart11.
     Raises :class:`ExportError` when the graph, parity or the int8 bar fail.
     """
+    from artylyze.train.calibrate import read_calibration
     from artylyze.train.checkpoint import load_checkpoint
 
     if quantize not in (None, *QUANTIZE_CHOICES):
@@ -81,6 +83,8 @@ def export_bundle(
     report = progress or (lambda stage, done, total: None)
     model, config = load_checkpoint(ckpt_dir)
     spec = BundleSpec.from_config(config)
+    calibration = read_calibration(ckpt_dir) or {}
+    temperatures = calibration.get("temperature", {})
     # Every image source is read before the slow work, so a bad path fails in seconds.
     default = default_source(data, config.get("data"))
     check_source = check_images if check_images is not None else default
@@ -99,7 +103,7 @@ def export_bundle(
         with tempfile.TemporaryDirectory(prefix="artylyze-export-") as work_dir:
             work = Path(work_dir)
             fp32_path, parity, reference = _export_fp32(model, spec, pixels, work, opset,
-                                                        threads, report)
+                                                        threads, report, temperatures)
             final, quant = fp32_path, {"dtype": "float32"}
             if quantize == "int8":
                 final = work / "int8.onnx"
@@ -117,6 +121,7 @@ def export_bundle(
                 "metrics": config.get("metrics"),
                 "parity": {**parity.to_dict(), "source": _describe(check_source)},
                 "quantization": quant,
+                **({"calibration": calibration} if calibration else {}),
                 "opset": opset,
                 "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                 "exporter": _versions(),
@@ -153,13 +158,12 @@ class BundleSpec:
             spec = cls(
                 name=str(config.get("name") or f"artylyze-{backbone}"),
                 backbone=backbone,
-                tasks=tuple(Task(str(t["name"]), tuple(str(x) for x in t["labels"]))
-                            for t in config["tasks"]),
+                tasks=tuple(Task.from_dict(t) for t in config["tasks"]),
                 embedding_dim=int(config["embedding_dim"]),
                 input_size=int(config.get("input_size", 224)),
                 resize=str(config.get("resize", "stretch")),
             )
-        except (KeyError, TypeError, ValueError) as e:
+        except (KeyError, TypeError, ValueError, BundleError) as e:
             raise ExportError(f"checkpoint config is missing or has a bad field: {e}") from e
         if spec.resize not in RESIZE_POLICIES:
             raise ExportError(f"checkpoint resize policy {spec.resize!r} is not one of "
@@ -172,7 +176,7 @@ class BundleSpec:
 
 
 def _export_fp32(model, spec: BundleSpec, pixels: np.ndarray, work: Path, opset: int,
-                 threads: int, report: Progress
+                 threads: int, report: Progress, temperatures: dict[str, float]
                  ) -> tuple[Path, parity_mod.ParityReport, dict[str, np.ndarray]]:
     """Export the float graph and require parity with torch.
 
@@ -182,7 +186,7 @@ def _export_fp32(model, spec: BundleSpec, pixels: np.ndarray, work: Path, opset:
     from artylyze.export.runtime import open_session, run
 
     report("export", 0, 1)
-    graph = BundleGraph(model, spec.task_names)
+    graph = BundleGraph(model, spec.task_names, temperatures)
     path = work / "fp32.onnx"
     export_onnx(graph, path, spec.input_size, opset)
     report("export", 1, 1)

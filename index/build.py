@@ -45,8 +45,9 @@ class BuildOptions:
     gmm_k: int | None = None
     covariance: str = "diag"
     cluster_dims: int = CLUSTER_DIMS
-    labels: str | Path | None = None
+    labels: str | Path | tuple[str | Path, ...] | None = None
     bundle_dir: str | Path | None = None
+    thumbnails: int | None = None  # pack a WebP of this many px per row into the index
     seed: int = 0
 
 
@@ -72,6 +73,23 @@ def relative_bundle_path(bundle_dir: str | Path | None, out: Path, model_id: str
         return os.path.relpath(target, out.resolve())
     except ValueError:  # another drive on Windows
         return str(target)
+
+
+def pack_row_thumbnails(rows: pa.Table, root: str | None, opts: BuildOptions,
+                        log: Callable[[str], None]) -> pa.Table | None:
+    """The ``--thumbnails`` table for ``rows`` (None without the option)."""
+    if opts.thumbnails is None:
+        return None
+    from artylyze.index.thumbs import pack_thumbnails
+
+    n = rows.num_rows
+    log(f"packing {n} thumbnails of {opts.thumbnails} px from {root}")
+    thumbs = pack_thumbnails(root, rows.column("path").to_pylist(), opts.thumbnails,
+                             tick=lambda done: log(f"thumbnails: {done}/{n}"))
+    missing = thumbs.column(0).null_count
+    if missing:
+        log(f"thumbnails: {missing} of {n} files not found under {root}; those show grey")
+    return thumbs
 
 
 def fit_clusters(entries: Entries, opts: BuildOptions, index_vectors: np.ndarray,
@@ -163,9 +181,9 @@ def build(meta: str | Path, out: str | Path, opts: BuildOptions | None = None,
                      "covariance": themes["gmm"]["covariance"], "dims": themes["gmm"]["dims"]},
         "source": {"parquet": str(Path(meta).resolve()), "root": entries.root,
                    "rows_total": entries.rows_total, "rows_error": entries.rows_error,
-                   "labels": None if entries.labels_file is None
-                   else str(Path(entries.labels_file).resolve())},
+                   "labels": entries.labels_file},
     }
-    write_index_dir(out, manifest, built.index, rows, pca, model, themes)
+    thumbs = pack_row_thumbnails(rows, entries.root, opts, log)
+    write_index_dir(out, manifest, built.index, rows, pca, model, themes, thumbs)
     log(f"wrote {out}")
     return BuildResult(load_index_dir(out), built, entries)

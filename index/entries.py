@@ -25,6 +25,9 @@ ROOT_KEY = b"artylyze.root"
 TRUE_PREFIX = "true_"
 #: Fields a theme describes, in the order names are made of them.
 THEME_FIELDS = ("style", "genre", "artist", "nationality", "period")
+#: Predicted columns an index keeps beside the labels (``year`` is the file name's year there).
+PREDICTED_EXTRAS = {"year_estimate": pa.int32(), "year_low": pa.int32(),
+                    "year_high": pa.int32(), "novelty": pa.float32()}
 _YEAR_AT_END = re.compile(r"-(\d{4})$")
 
 
@@ -126,11 +129,11 @@ def schema_metadata(schema: pa.Schema) -> tuple[dict[str, Any] | None, str | Non
     return bundle, root
 
 
-def schema_tasks(schema: pa.Schema, bundle: dict[str, Any] | None) -> tuple[str, ...]:
-    if bundle and isinstance(bundle.get("tasks"), list):
-        return tuple(str(t["name"]) for t in bundle["tasks"] if str(t.get("name")) in schema.names)
-    return tuple(n[: -len("_score")] for n in schema.names
-                 if n.endswith("_score") and n[: -len("_score")] in schema.names)
+def schema_tasks(schema: pa.Schema) -> tuple[str, ...]:
+    """The label tasks of a meta.parquet, in column order: each has ``<task>`` and its
+    ``<task>_top`` (a year head's ``year`` is a date, not a label)."""
+    return tuple(n[: -len("_top")] for n in schema.names
+                 if n.endswith("_top") and n[: -len("_top")] in schema.names)
 
 
 def embedding_matrix(table: pa.Table, source: str) -> np.ndarray:
@@ -208,7 +211,7 @@ def read_meta(path: str | Path) -> Entries:
     schema, table = _read_parquet(Path(path))
     check_columns(schema, source)
     bundle, root = schema_metadata(schema)
-    tasks = schema_tasks(schema, bundle)
+    tasks = schema_tasks(schema)
     total = table.num_rows
     ok = table.filter(pc.equal(table.column("status"), "ok"))
     models = {m["values"]: m["counts"] for m in pc.value_counts(ok.column("model")).to_pylist()}
@@ -237,6 +240,13 @@ def entry_rows(ok: pa.Table, tasks: tuple[str, ...]) -> pa.Table:
         cols[task] = ok.column(task).combine_chunks().cast(pa.string())
         if f"{task}_score" in ok.column_names:
             cols[f"{task}_score"] = ok.column(f"{task}_score").combine_chunks().cast(pa.float32())
+    for name, typ in PREDICTED_EXTRAS.items():  # Model v2: the date estimate and novelty
+        source_name = "year" if name == "year_estimate" else name
+        if source_name in ok.column_names:
+            cols[name] = ok.column(source_name).combine_chunks().cast(typ)
+    for task in tasks:
+        if f"{task}_confident" in ok.column_names:
+            cols[f"{task}_confident"] = ok.column(f"{task}_confident").combine_chunks()
     for name in ok.column_names:
         if name.startswith(TRUE_PREFIX) or name == "split":
             cols[name] = ok.column(name).combine_chunks().cast(pa.string())

@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import html
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from artylyze.atomic import atomic_write
-from artylyze.index.thumbs import data_uri, locate, thumbnail
+from artylyze.index.thumbs import data_uri, row_thumbnail, thumbnail
+
+if TYPE_CHECKING:
+    from artylyze.index.store import IndexDir
 
 STYLE = """
 body{font-family:system-ui,sans-serif;margin:1.5em;color:#222}
@@ -52,13 +55,16 @@ def _labels(entry: dict[str, Any]) -> list[str]:
     return [" · ".join(shown)] if shown else []
 
 
-def similar_page(answers: list[dict[str, Any]], root: str | None, title: str = "Similar artworks",
-                 thumb: int = 160) -> str:
+def similar_page(answers: list[dict[str, Any]], index: IndexDir,
+                 title: str = "Similar artworks", thumb: int = 160) -> str:
     """One block per query: its thumbnail and predicted labels beside its results."""
     blocks = []
     for answer in answers:
         qfile = answer.get("file")
-        qthumb = data_uri(thumbnail(qfile if qfile else locate(root, answer["query"]), thumb))
+        qrow = answer.get("id")
+        qimg = thumbnail(qfile, thumb) if qfile or qrow is None else row_thumbnail(index, qrow,
+                                                                                   thumb)
+        qthumb = data_uri(qimg)
         preds = [f"{esc(t)}: {esc(str(p[0]['label']).replace('_', ' '))}"
                  for t, p in answer.get("predicted", {}).items() if p]
         qcard = _card(qthumb, [f"<b>{esc(answer['query'])}</b>",
@@ -66,7 +72,7 @@ def similar_page(answers: list[dict[str, Any]], root: str | None, title: str = "
                       answer["query"])
         cards = []
         for r in answer["results"]:
-            src = data_uri(thumbnail(locate(root, r["path"]), thumb))
+            src = data_uri(row_thumbnail(index, r["id"], thumb))
             who = ", ".join(esc(v) for v in (r.get("artist"), r.get("year")) if v)
             cards.append(_card(src, [f"#{r['rank']} · {r['score']:.3f}",
                                      f"<b>{esc(r.get('title'))}</b>", who, *_labels(r),

@@ -34,6 +34,7 @@ def influence(gallery: Gallery, query: Query, top: int = TOP_CLUSTERS) -> dict[s
         })
     return {
         "query": query.name, "source": query.source, "predicted": query.predicted,
+        "estimated": query.estimated,
         "posterior": [{"cluster": j, "name": themes[j]["name"], "share": round(float(post[j]), 6)}
                       for j in order],
         "top": top_themes,

@@ -14,7 +14,7 @@ from artylyze.atomic import atomic_write
 from artylyze.index.html import esc, page, write_page
 from artylyze.index.plots import affinity_chart, elbow_chart
 from artylyze.index.store import IndexDir, load_index_dir
-from artylyze.index.thumbs import fit_tile, locate, thumbnail
+from artylyze.index.thumbs import fit_tile, grey_tile, row_image
 
 SHEET_COLS = 6
 SHEET_ROWS = 2
@@ -37,14 +37,13 @@ def contact_sheet(index: IndexDir, cluster: int, name: str, path: Path) -> tuple
     """A grid of the cluster's most typical images under its theme name; missing images are
     grey tiles. Returns the file and how many images were missing."""
     rows = typical_members(index, cluster, SHEET_COLS * SHEET_ROWS)
-    paths = index.rows.column("path").to_pylist()
     sheet = Image.new("RGB", (SHEET_COLS * TILE, SHEET_ROWS * TILE + HEADER), (255, 255, 255))
     ImageDraw.Draw(sheet).text((6, 8), f"{cluster}: {name}"[:120], fill=(0, 0, 0))
     missing = 0
     for i, row in enumerate(rows):
-        file = locate(index.root, paths[row])
-        missing += file is None
-        tile = fit_tile(thumbnail(file, TILE), TILE)
+        img = row_image(index, row, TILE)
+        missing += img is None
+        tile = fit_tile(img or grey_tile(TILE), TILE)
         sheet.paste(tile, ((i % SHEET_COLS) * TILE, HEADER + (i // SHEET_COLS) * TILE))
     buf = io.BytesIO()
     sheet.save(buf, "JPEG", quality=85)

@@ -36,6 +36,7 @@ class Query:
     vector: np.ndarray  # index-space unit vector [d]
     coords: np.ndarray  # clustering-space point [c]
     predicted: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    estimated: dict[str, Any] = field(default_factory=dict)  # year + interval, novelty, confident
 
     @property
     def source(self) -> str:
@@ -137,7 +138,7 @@ class Gallery:
         """What a result shows about one indexed artwork: ground truth first, else predicted."""
         artist = self.column(TRUE_PREFIX + "artist")[row] or self.column("artist_slug")[row]
         out: dict[str, Any] = {
-            "path": self.column("path")[row], "title": self.column("title")[row],
+            "id": row, "path": self.column("path")[row], "title": self.column("title")[row],
             "artist": pretty_artist(artist), "year": self.column("year")[row],
         }
         for name in DISPLAY_FIELDS:
@@ -160,6 +161,16 @@ class Gallery:
                                 "score": None if score is None else round(float(score), 4)}]
         return preds
 
+    def _stored_estimates(self, row: int) -> dict[str, Any]:
+        names = {"year_estimate": "year", "year_low": "year_low", "year_high": "year_high",
+                 "novelty": "novelty"}
+        out = {key: self.column(col)[row] for col, key in names.items()
+               if self.column(col)[row] is not None}
+        flags = {t: self.column(f"{t}_confident")[row]
+                 for t in self.index.manifest.get("tasks", [])
+                 if self.column(f"{t}_confident")[row] is not None}
+        return {**out, "confident": flags} if flags else out
+
     # -- queries --------------------------------------------------------------------------
     def queries(self, names: list[str]) -> list[Query]:
         """Resolve every name: stored vectors for indexed images, the bundle for the rest."""
@@ -178,33 +189,38 @@ class Gallery:
             if row is not None:
                 out.append(Query(name, Path(name) if Path(name).is_file() else None, row,
                                  vectors[row], self.index.clusters.coords[row].astype(np.float32),
-                                 self._stored_predictions(row)))
+                                 self._stored_predictions(row), self._stored_estimates(row)))
             else:
-                raw, preds = embedded[name]
+                raw, preds, estimated = embedded[name]
                 out.append(Query(name, Path(name), None,
                                  self.index.to_index_space(raw[None])[0],
-                                 self.index.clusters.space(raw[None])[0], preds))
+                                 self.index.clusters.space(raw[None])[0], preds, estimated))
         return out
 
-    def _embed(self, names: list[str]) -> dict[str, tuple[np.ndarray, dict[str, Any]]]:
+    def _embed(self, names: list[str]) -> dict[str, tuple[np.ndarray, dict[str, Any],
+                                                          dict[str, Any]]]:
         from artylyze.imaging import load_image
+        from artylyze.predict import predictions
 
         bundle = self.bundle
         man = bundle.manifest
-        out: dict[str, tuple[np.ndarray, dict[str, Any]]] = {}
+        out = {}
         for start in range(0, len(names), EMBED_BATCH):
             batch = names[start:start + EMBED_BATCH]
             pixels = np.stack([load_image(n, man.input_size, man.resize).pixels for n in batch])
-            result = bundle.run(pixels)
-            for i, name in enumerate(batch):
-                preds = {}
-                for task in man.task_names:
-                    probs = result[task][i]
-                    top = np.argsort(-probs)[:TOP_PREDICTIONS]
-                    labels = man.labels(task)
-                    preds[task] = [{"label": labels[j], "score": round(float(probs[j]), 4)}
-                                   for j in top]
-                out[name] = (result["embedding"][i].astype(np.float32), preds)
+            for name, p in zip(batch, predictions(bundle.run(pixels), man, TOP_PREDICTIONS),
+                               strict=True):
+                preds = {t: [{"label": label, "score": round(score, 4)} for label, score in top]
+                         for t, top in p.top.items()}
+                estimated: dict[str, Any] = {}
+                if p.year is not None:
+                    estimated.update(year=p.year.year, year_low=p.year.low,
+                                     year_high=p.year.high)
+                if p.novelty is not None:
+                    estimated["novelty"] = round(p.novelty, 4)
+                if p.confident:
+                    estimated["confident"] = p.confident
+                out[name] = (p.embedding.astype(np.float32), preds, estimated)
         return out
 
     def similar(self, query: Query, k: int = 10) -> list[dict[str, Any]]:

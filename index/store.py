@@ -8,6 +8,7 @@ Layout::
     pca.npz         mean + components of the optional PCA (absent without PCA)
     clusters.npz    clustering-space PCA, GMM and KMeans parameters, per-row coordinates
     themes.json     one theme per GMM cluster, inter-cluster affinity, sweep metrics
+    thumbs.parquet  optional: one small WebP per row (``--thumbnails``), read on first use
 
 Every build writes a new temp folder and swaps it in whole (see :func:`write_index_dir`), and
 ``manifest.json`` is written last, so a directory with a manifest is complete; loading
@@ -26,7 +27,7 @@ import tempfile
 import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -55,8 +56,9 @@ ROWS_FILE = "rows.parquet"
 PCA_FILE = "pca.npz"
 CLUSTERS_FILE = "clusters.npz"
 THEMES_FILE = "themes.json"
+THUMBS_FILE = "thumbs.parquet"
 INDEX_FILES = frozenset({MANIFEST_FILE, FAISS_FILE, ROWS_FILE, PCA_FILE, CLUSTERS_FILE,
-                         THEMES_FILE})
+                         THEMES_FILE, THUMBS_FILE})
 
 
 @dataclass(frozen=True)
@@ -108,6 +110,21 @@ class IndexDir:
     pca: PCA | None
     clusters: ClusterModel
     themes: dict[str, Any]
+    _thumbs: list[bytes | None] | None = field(default=None, repr=False)
+
+    def packed_thumbnail(self, row: int) -> bytes | None:
+        """The row's packed thumbnail bytes, or None when the index has none."""
+        if THUMBS_FILE not in self.manifest["files"]:
+            return None
+        if self._thumbs is None:
+            from artylyze.index.thumbs import THUMB_COLUMN
+
+            table = _parquet(self.path / THUMBS_FILE)
+            if table.num_rows != self.count or THUMB_COLUMN not in table.column_names:
+                raise IndexStoreError(f"{self.path / THUMBS_FILE}: {table.num_rows} "
+                                      f"thumbnails for {self.count} rows")
+            self._thumbs = table.column(THUMB_COLUMN).to_pylist()
+        return self._thumbs[row]
 
     @property
     def model_id(self) -> str:
@@ -139,14 +156,14 @@ def write_json(path: Path, data: Any) -> None:
 
 def write_index_dir(out: str | Path, manifest: dict[str, Any], index: faiss.Index,
                     rows: pa.Table, pca: PCA | None, clusters: ClusterModel,
-                    themes: dict[str, Any]) -> Path:
+                    themes: dict[str, Any], thumbs: pa.Table | None = None) -> Path:
     """Write an index directory at ``out`` so that a reader, or a crash at any moment, sees
     the old index or the new one whole: every part goes into a new temp folder beside it,
     which is then swapped in. ``out`` must be new, empty or an index already (see
     :func:`check_index_target`); a lock keeps two builds of one ``out`` apart."""
     final = Path(out)
     with building(final) as tmp:
-        _write_parts(tmp, manifest, index, rows, pca, clusters, themes)
+        _write_parts(tmp, manifest, index, rows, pca, clusters, themes, thumbs)
     return final
 
 
@@ -205,7 +222,8 @@ def building(out: Path) -> Iterator[Path]:
 
 
 def _write_parts(out: Path, manifest: dict[str, Any], index: faiss.Index, rows: pa.Table,
-                 pca: PCA | None, clusters: ClusterModel, themes: dict[str, Any]) -> None:
+                 pca: PCA | None, clusters: ClusterModel, themes: dict[str, Any],
+                 thumbs: pa.Table | None) -> None:
     """Write all parts, then the manifest (with each file's size and sha256)."""
     save_index(index, out / FAISS_FILE)
     atomic_write(out / ROWS_FILE, lambda f: pq.write_table(rows, f, compression="zstd"))
@@ -215,6 +233,11 @@ def _write_parts(out: Path, manifest: dict[str, Any], index: faiss.Index, rows: 
         files.append(PCA_FILE)
     else:
         (out / PCA_FILE).unlink(missing_ok=True)
+    if thumbs is not None:
+        atomic_write(out / THUMBS_FILE, lambda f: pq.write_table(thumbs, f, compression="none"))
+        files.append(THUMBS_FILE)
+    else:
+        (out / THUMBS_FILE).unlink(missing_ok=True)
     atomic_write(out / CLUSTERS_FILE, lambda f: np.savez(f, **clusters.to_arrays()))
     write_json(out / THEMES_FILE, themes)
     manifest = {
@@ -300,6 +323,13 @@ def _npz(file: Path) -> dict[str, np.ndarray]:
         raise IndexStoreError(f"{file}: not a readable npz file ({e})") from e
 
 
+def _parquet(file: Path) -> pa.Table:
+    try:  # ParquetFile, not read_table: it skips pyarrow.dataset (and its pandas import)
+        return pq.ParquetFile(file).read()
+    except (pa.ArrowInvalid, OSError) as e:
+        raise IndexStoreError(f"{file}: not a readable Parquet file ({e})") from e
+
+
 def load_index_dir(path: str | Path, verify: bool = True) -> IndexDir:
     """Load an index directory; ``verify`` checks every file's sha256 (cheap for galleries,
     about a second per GB for large indexes)."""
@@ -313,10 +343,7 @@ def load_index_dir(path: str | Path, verify: bool = True) -> IndexDir:
         raise IndexStoreError(f"{path / FAISS_FILE}: holds {index.ntotal} vectors of {index.d} "
                               f"dims, the manifest says {count} of {dim}")
     set_params(index, manifest.get("search_params") or {})
-    try:  # ParquetFile, not read_table: it skips pyarrow.dataset (and its pandas import)
-        rows = pq.ParquetFile(path / ROWS_FILE).read()
-    except (pa.ArrowInvalid, OSError) as e:
-        raise IndexStoreError(f"{path / ROWS_FILE}: not a readable Parquet file ({e})") from e
+    rows = _parquet(path / ROWS_FILE)
     if rows.num_rows != count or "path" not in rows.column_names:
         raise IndexStoreError(f"{path / ROWS_FILE}: {rows.num_rows} rows, the manifest says "
                               f"{count}")

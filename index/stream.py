@@ -45,7 +45,12 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from artylyze.index import clusters as cl
-from artylyze.index.build import BuildOptions, fit_clusters, relative_bundle_path
+from artylyze.index.build import (
+    BuildOptions,
+    fit_clusters,
+    pack_row_thumbnails,
+    relative_bundle_path,
+)
 from artylyze.index.entries import (
     TRUE_PREFIX,
     Entries,
@@ -146,7 +151,8 @@ class Source:
         names = self.schema.names
         want = ["path", "sha256", "status", "embedding",
                 *self.tasks, *(f"{t}_score" for t in self.tasks),
-                *(n for n in names if n.startswith(TRUE_PREFIX) or n == "split")]
+                *(f"{t}_confident" for t in self.tasks), "year", "year_low", "year_high",
+                "novelty", *(n for n in names if n.startswith(TRUE_PREFIX) or n == "split")]
         return [n for n in dict.fromkeys(want) if n in names]
 
     def batches(self, columns: list[str]) -> Iterator[pa.Table]:
@@ -194,7 +200,7 @@ def open_source(path: str | Path, chunk_rows: int = CHUNK_ROWS) -> Source:
         raise IndexBuildError(f"{path}: column embedding is {kind}; streaming needs "
                               "fixed_size_list<float32, D> (as `artylyze tag` writes)")
     bundle, root = schema_metadata(schema)
-    source = Source(path, files, schema, bundle, root, schema_tasks(schema, bundle), "",
+    source = Source(path, files, schema, bundle, root, schema_tasks(schema), "",
                     kind.list_size, 0, 0, chunk_rows)
     total, models = 0, {}
     for batch in source.batches(["status", "model"]):
@@ -431,7 +437,8 @@ def build_streaming(meta: str | Path, out: str | Path, opts: BuildOptions | None
                     "empty": train_only},
         "stream": {"chunk_rows": chunk_rows, "files": len(source.files)},
     }
-    write_index_dir(out, manifest, index, rows, fit.pca, model, themes)
+    thumbs = pack_row_thumbnails(rows, source.root, opts, log)
+    write_index_dir(out, manifest, index, rows, fit.pca, model, themes, thumbs)
     log(f"wrote {out}")
     return StreamResult(out, manifest, themes, built)
 

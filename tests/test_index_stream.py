@@ -95,6 +95,16 @@ class Recorder(Progress):
         self.chunks.append(n)
 
 
+def assert_same_coords(a: np.ndarray, b: np.ndarray) -> None:
+    """Cluster coordinates are float32 products stored as float16. Projecting a chunk and
+    projecting all rows at once run different BLAS kernels, which round differently in
+    float32 (~1e-7 relative); near a float16 rounding boundary that flips one float16 ulp
+    (2**-10 relative, under 1e-3 absolute at these magnitudes). Anything larger is a bug."""
+    assert a.dtype == b.dtype == np.float16 and a.shape == b.shape
+    np.testing.assert_allclose(a.astype(np.float32), b.astype(np.float32),
+                               rtol=2.0 ** -10, atol=2.0 ** -14)
+
+
 def test_a_directory_is_counted_from_status_and_model_columns(data: dict) -> None:
     source = open_source(data["ds"], chunk_rows=300)
     assert (source.count, source.rows_total, source.dim, len(source.files)) == (1960, 2000, 16, 4)
@@ -106,7 +116,7 @@ def test_streaming_a_directory_equals_the_in_memory_build_of_one_file(data: dict
     whole = load_index_dir(data["root"] / "mem")
     streamed = load_index_dir(data["root"] / "flat")
     assert streamed.rows.equals(whole.rows)  # paths, labels, KMeans and GMM clusters
-    np.testing.assert_array_equal(streamed.clusters.coords, whole.clusters.coords)
+    assert_same_coords(streamed.clusters.coords, whole.clusters.coords)
     assert [t["size"] for t in streamed.themes["themes"]] == \
         [t["size"] for t in whole.themes["themes"]]
     queries = clustered(40, seed=9)
@@ -161,7 +171,7 @@ def test_merged_shards_answer_like_one_index_over_all_rows(data: dict) -> None:
     whole = load_index_dir(root / "idx_all")
     assert merged.count == whole.count == 1960
     assert merged.rows.equals(whole.rows)
-    np.testing.assert_array_equal(merged.clusters.coords, whole.clusters.coords)
+    assert_same_coords(merged.clusters.coords, whole.clusters.coords)
     assert merged.themes["themes"] == whole.themes["themes"]
     for index in (merged.index, whole.index):
         set_params(index, {"nprobe": 4})

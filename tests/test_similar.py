@@ -121,7 +121,7 @@ def test_html_has_an_img_per_result_and_escapes_names(collection: dict[str, Path
         answers.append({"query": q.name, "source": q.source, "file": q.file,
                         "predicted": q.predicted, "results": gallery.similar(q, k=6)})
     assert answers[0]["results"][0]["path"] == SCRIPT_NAME
-    text = similar_page(answers, gallery.index.root)
+    text = similar_page(answers, gallery.index)
     assert len(re.findall(r"<img ", text)) == 2 + 12
     assert "<script" not in text
     assert "&lt;script&gt;x.png" in text

@@ -18,17 +18,16 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from artylyze.bundle import Manifest, Task
+from artylyze.predict import Prediction, predictions
 from artylyze.store import (
     OutputLock,
     OutputLockedError,
     OutputTarget,
-    Prediction,
     StoreError,
     build_row,
     decode_path,
     encode_path,
     make_schema,
-    predictions,
     rows_to_table,
 )
 
@@ -86,7 +85,7 @@ def test_predictions_and_rows_make_one_table() -> None:
     outputs = {"embedding": np.array([[1, 0, 0, 0], [0, 1, 0, 0]], np.float32),
                "style": np.array([[0.1, 0.7, 0.2], [0.5, 0.2, 0.3]], np.float32),
                "genre": np.array([[0.4, 0.6], [0.9, 0.1]], np.float32)}
-    preds = predictions(outputs, MANIFEST, top_k=2)
+    preds = predictions(outputs, MANIFEST, 2)
     assert preds[0].top["style"] == [("B", pytest.approx(0.7)), ("C", pytest.approx(0.2))]
     assert preds[1].top["genre"] == [("x", pytest.approx(0.9)), ("y", pytest.approx(0.1))]
     rows = [

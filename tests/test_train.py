@@ -17,7 +17,12 @@ from artylyze.train import data
 from artylyze.train.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from artylyze.train.ema import WeightAverage
 from artylyze.train.loop import TrainConfig, Trainer, masked_loss, train
-from artylyze.train.manifest import build_manifest, period_of, write_manifest_parquet
+from artylyze.train.manifest import (
+    LabelledSource,
+    build_manifest,
+    period_of,
+    write_manifest_parquet,
+)
 from artylyze.train.models import BACKBONES, build_model
 from artylyze.train.registry import RegistryError
 
@@ -118,7 +123,33 @@ def test_manifest_keeps_rows_and_derives_period(wikiart):
     assert len(report.classes["artist"]) == 82  # artists with >= 30 images
     assert period_of(1887) == "1850-1899" and period_of(float("nan")) is None
     dated = df["year"].notna()
-    assert (df.loc[dated, "period"] == df.loc[dated, "year"].map(period_of)).all()
+    assert df["period"].notna().sum() == dated.sum() - 15  # from recorded years only, and
+    kept = df["period"].notna()  # 1550-1599 (15 works) is rarer than min_count
+    assert (df.loc[kept, "period"] == df.loc[kept, "year"].map(period_of)).all()
+    assert (df.loc[dated & ~kept, "year"] < 1600).all()
+
+
+def test_manifest_joins_sources_and_keeps_their_splits(wikiart, tmp_path):
+    import pandas as pd
+
+    other = tmp_path / "other"
+    (other / "images" / "Realism").mkdir(parents=True)
+    first = sorted((wikiart / "images" / "Baroque").glob("*.jpg"))[:3]
+    for i, f in enumerate(first):
+        (other / "images" / "Realism" / f"r{i}.jpg").write_bytes(f.read_bytes())
+    pd.DataFrame({"path": [f"Realism/r{i}.jpg" for i in range(3)], "style": "Realism",
+                  "split": ["train", "val", "test"], "source": ["a", "b", "b"]}).to_csv(
+        other / "labels.csv", index=False)
+    sources = [LabelledSource.find(wikiart), LabelledSource.find(other)]
+    df, report = build_manifest(sources, min_count=1)
+    assert len(df) == 9922 + 3 and report.missing_images == 0
+    mine = df[df["dataset"] == "other"]
+    assert mine["split"].tolist() == ["train", "val", "test"]
+    assert mine["source"].tolist() == ["a", "b", "b"]
+    assert mine["genre"].isna().all() and mine["year"].isna().all()
+    assert set(df.loc[df["dataset"] == "wikiart11", "source"]) == {"wikiart11"}
+    for path in df["path"].sample(20, random_state=0).tolist() + mine["path"].tolist():
+        assert (report.root / path).is_file()
 
 
 def test_weight_average_follows_the_online_weights():

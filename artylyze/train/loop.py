@@ -69,7 +69,8 @@ class TrainConfig:
     weights: str | None = None
     init: str | None = None  # start from this checkpoint (e.g. re-fit heads of a fine-tuned model)
     name: str | None = None
-    tasks: list[str] = field(default_factory=lambda: list(data.TASKS))
+    degrade: bool = True  # JPEG re-compression, blur, colour jitter (see data.Degrade)
+    tasks: list[str] = field(default_factory=lambda: list(data.DEFAULT_TASKS))
 
 
 @dataclass
@@ -101,13 +102,20 @@ def load_splits(cfg: TrainConfig, log: Log) -> tuple[dict[str, Split], data.Enco
 
 def masked_loss(outputs: dict[str, torch.Tensor], targets: dict[str, torch.Tensor],
                 weights: dict[str, torch.Tensor | None], smoothing: float) -> torch.Tensor:
-    """Sum over tasks of cross-entropy on the rows whose label is known (others are skipped)."""
+    """Sum over tasks of cross-entropy on the rows whose label is known (others are skipped);
+    the year's target is a Gaussian over neighbouring decades, not one class."""
     total = outputs["embedding"].new_zeros(())
     for task, y in targets.items():
         known = y != data.UNKNOWN
-        if known.any():
-            total = total + F.cross_entropy(outputs[task][known].float(), y[known],
-                                            weight=weights[task], label_smoothing=smoothing)
+        if not known.any():
+            continue
+        logits = outputs[task][known].float()
+        if task == data.YEAR_TASK:
+            soft = data.soft_year_targets(y[known], logits.shape[1])
+            total = total + F.cross_entropy(logits, soft)
+        else:
+            total = total + F.cross_entropy(logits, y[known], weight=weights[task],
+                                            label_smoothing=smoothing)
     return total
 
 
@@ -159,13 +167,15 @@ class Trainer:
         if cfg.init:
             self.start_from(cfg.init)
         train_codes = self.splits["train"].codes
-        self.weights = {
+        self.weights = {  # the year is regressed: balancing decades would bias every estimate
             t: torch.from_numpy(data.class_weights(c, tasks[t]))
-            if cfg.balance == "weighted-loss" else None for t, c in train_codes.items()}
+            if cfg.balance == "weighted-loss" and t != data.YEAR_TASK else None
+            for t, c in train_codes.items()}
         self.history: list[dict] = []
         self.best = -1.0
         self.epoch = 0
         self.ema: WeightAverage | None = None
+        self.noise = data.Degrade() if cfg.degrade else None
 
     def start_from(self, ckpt_dir: str) -> None:
         """Load a checkpoint's weights; its tasks and labels must be this run's."""
@@ -181,7 +191,9 @@ class Trainer:
         return {
             "name": self.cfg.name or f"artylyze-{self.cfg.backbone}",
             "backbone": self.cfg.backbone,
-            "tasks": [{"name": t, "labels": v} for t, v in self.enc.labels.items()],
+            "tasks": [{"name": t, "labels": v,
+                       **({"kind": "year", "step": data.YEAR_STEP} if t == data.YEAR_TASK
+                          else {})} for t, v in self.enc.labels.items()],
             "embedding_dim": self.cfg.embedding_dim,
             "input_size": self.cfg.input_size,
             "resize": self.cfg.resize,
@@ -194,8 +206,22 @@ class Trainer:
         }
 
     # ---- frozen: features once, then heads in seconds -------------------------------------
+    def feature_key(self, split: str) -> str:
+        """What frozen features depend on: the starting weights, the input, the images."""
+        import hashlib
+
+        from artylyze.bundle import sha256_file
+
+        cfg = self.cfg
+        if cfg.init:
+            start = sha256_file(Path(cfg.init) / WEIGHTS_FILE)
+        else:
+            start = cfg.weights or ("pretrained" if cfg.pretrained else "random")
+        parts = [cfg.backbone, start, str(cfg.input_size), cfg.resize, *self.splits[split].paths]
+        return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
+
     def features(self, split: str) -> torch.Tensor:
-        cache = self.out / f"features-{split}.npy"
+        cache = self.out / f"features-{split}-{self.feature_key(split)}.npy"
         if cache.is_file():
             return torch.from_numpy(np.load(cache))
         self.model.eval()
@@ -248,6 +274,16 @@ class Trainer:
                                                                    self.enc.labels), None)
         return self.out / "best"
 
+    def frozen_val_outputs(self, best: Path) -> dict[str, np.ndarray]:
+        """The best checkpoint's val outputs from the cached features (no second pass over
+        the images): unit embeddings and softmax per task, as ``predict`` gives."""
+        load_weights(self.model, best)
+        self.model.eval()
+        with torch.no_grad():
+            out = self.model.from_features(self.features("val"))
+        return {k: (F.normalize(v, dim=1) if k == "embedding" else v.softmax(1)).numpy()
+                for k, v in out.items()}
+
     # ---- fine-tuning ---------------------------------------------------------------------
     def param_groups(self) -> list[dict]:
         cfg = self.cfg
@@ -286,7 +322,7 @@ class Trainer:
                 for g in opt.param_groups:
                     g["lr"] = g["base_lr"] * lr_factor(step, warmup, total)
                 ix = np.sort(order[i:i + cfg.batch_size])  # sorted: sequential memory reads
-                x = data.augment(train.images[ix], cfg.train_size, gen)
+                x = data.augment(train.images[ix], cfg.train_size, gen, noise=self.noise)
                 y = {t: v[ix] for t, v in targets.items()}
                 with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16):
                     out = self.model(x)
@@ -356,9 +392,12 @@ def train(cfg: TrainConfig, log: Log = print) -> Path:
     """Run training; returns the directory of the best checkpoint."""
     Path(cfg.out).mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(max(1, torch.get_num_threads()))
+    if cfg.mode not in ("frozen", "finetune"):
+        raise ValueError(f"unknown mode {cfg.mode!r}; choose frozen or finetune")
     trainer = Trainer(cfg, log)
-    if cfg.mode == "frozen":
-        return trainer.run_frozen()
-    if cfg.mode == "finetune":
-        return trainer.run_finetune()
-    raise ValueError(f"unknown mode {cfg.mode!r}; choose frozen or finetune")
+    best = trainer.run_frozen() if cfg.mode == "frozen" else trainer.run_finetune()
+    from artylyze.train.calibrate import calibrate_checkpoint
+
+    outputs = trainer.frozen_val_outputs(best) if cfg.mode == "frozen" else None
+    calibrate_checkpoint(best, cfg.manifest, log, outputs, trainer.splits["val"].paths)
+    return best

@@ -1,8 +1,8 @@
 """Build the training manifest: one row per image, one column per task, unknown = null.
 
-Joins an image folder with a labels table (CSV or Parquet, or class-from-folder-name as
-torchvision's ImageFolder does) and an optional artist table, derives ``period`` from
-``year`` (falling back to the artist's active years), and blanks rare classes.
+Joins one or more image folders with their labels tables (CSV or Parquet, or
+class-from-folder-name as torchvision's ImageFolder does) and an optional artist table,
+derives ``period`` from recorded years, and blanks rare classes.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from artylyze.atomic import atomic_write
 from artylyze.errors import ArtyLyzeError
 from artylyze.imaging import IMAGE_EXTENSIONS
 
@@ -32,6 +33,7 @@ class ManifestReport:
     coverage: dict[str, float] = field(default_factory=dict)
     classes: dict[str, dict[str, int]] = field(default_factory=dict)
     missing_images: int = 0
+    root: Path | None = None  # the folder manifest paths are relative to
 
 
 def period_of(year: float, step: int = DEFAULT_PERIOD_STEP) -> str | None:
@@ -64,43 +66,82 @@ def labels_from_folders(images_dir: Path, task: str = "style") -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _artist_years(df: pd.DataFrame, artists: pd.DataFrame | None) -> pd.Series:
-    """A year to date undated works: the artist table's active midpoint, else the median
-    year of the artist's dated works in the labels."""
-    years = pd.to_numeric(df["year"], errors="coerce") if "year" in df else pd.Series(
-        float("nan"), index=df.index)
-    by_artist = years.groupby(df["artist"]).median() if "artist" in df else pd.Series(dtype=float)
-    if artists is not None and {"artist", "birth", "death"} <= set(artists.columns):
-        birth = pd.to_numeric(artists["birth"], errors="coerce")
-        death = pd.to_numeric(artists["death"], errors="coerce")
-        active = ((birth + 20 + death) / 2).set_axis(artists["artist"])
-        by_artist = active.combine_first(by_artist)
-    if "artist" not in df:
-        return years
-    return years.fillna(df["artist"].map(by_artist))
-
-
-def build_manifest(images_dir: str | Path, labels: str | Path | None = None,
-                   artists: str | Path | None = None, min_count: int = 30,
-                   period_step: int = DEFAULT_PERIOD_STEP,
-                   folder_task: str = "style") -> tuple[pd.DataFrame, ManifestReport]:
-    """Return the manifest (``path`` relative to ``images_dir``, ``split``, one column per task)."""
-    images_dir = Path(images_dir)
-    if not images_dir.is_dir():
-        raise ManifestError(f"{images_dir}: image folder not found")
+def _source_labels(images_dir: Path, labels: str | Path | None,
+                   folder_task: str) -> pd.DataFrame:
     df = read_table(labels) if labels else labels_from_folders(images_dir, folder_task)
     if "path" not in df.columns:
         raise ManifestError(f"labels table needs a 'path' column; it has {list(df.columns)}")
+    return df
+
+
+@dataclass(frozen=True)
+class LabelledSource:
+    """One folder of images and its labels table (None: the class is the folder name)."""
+
+    images: Path
+    labels: Path | None = None
+
+    @classmethod
+    def find(cls, folder: str | Path, labels: str | Path | None = None) -> LabelledSource:
+        """``folder`` is an image folder, or a data set folder holding ``images/`` and
+        ``labels.csv`` (as ``../shared/datasets/*`` do)."""
+        folder = Path(folder)
+        if labels is None and (folder / "images").is_dir() and (folder / "labels.csv").is_file():
+            return cls(folder / "images", folder / "labels.csv")
+        return cls(folder, Path(labels) if labels else None)
+
+    @property
+    def name(self) -> str:
+        """The data set's name: its folder (``wikiart11``), not ``images``."""
+        return (self.images.parent if self.images.name == "images" else self.images).name
+
+
+def common_root(sources: list[LabelledSource]) -> Path:
+    """The folder every source lies under; manifest paths are relative to it."""
+    return Path(os.path.commonpath([str(s.images.resolve()) for s in sources]))
+
+
+def build_manifest(images_dir: str | Path | list[LabelledSource],
+                   labels: str | Path | None = None,
+                   artists: str | Path | None = None, min_count: int = 30,
+                   period_step: int = DEFAULT_PERIOD_STEP,
+                   folder_task: str = "style") -> tuple[pd.DataFrame, ManifestReport]:
+    """Return the manifest: ``path`` relative to the sources' common root, ``split``, one
+    column per task, ``year`` (recorded years only), ``dataset`` and ``source``.
+
+    Several sources keep their own splits; a task a source does not label stays null for
+    its rows (its loss skips them). ``period`` comes from recorded years only: dating
+    undated works by the artist's median year taught the model the artist, not the date.
+    ``artists`` (artist, nationality) fills missing nationalities.
+    """
+    sources = images_dir if isinstance(images_dir, list) else [
+        LabelledSource(Path(images_dir), Path(labels) if labels else None)]
+    if not sources:
+        raise ManifestError("no image folder given")
+    for src in sources:
+        if not src.images.is_dir():
+            raise ManifestError(f"{src.images}: image folder not found")
+    root = common_root(sources)
+    frames = []
+    for src in sources:
+        df = _source_labels(src.images, src.labels, folder_task)
+        prefix = src.images.resolve().relative_to(root).as_posix()
+        df["path"] = df["path"].map(lambda p, pre=prefix: p if pre == "." else f"{pre}/{p}")
+        df["dataset"] = src.name
+        df["source"] = df["source"].fillna(src.name) if "source" in df else src.name
+        if "split" not in df:
+            df["split"] = "train"
+        frames.append(df)
+    df = pd.concat(frames, ignore_index=True)
     artist_table = read_table(artists) if artists else None
     if artist_table is not None and "nationality" in artist_table and "artist" in df:
-        nat = artist_table.set_index("artist")["nationality"]
+        nat = artist_table.drop_duplicates("artist").set_index("artist")["nationality"]
         df["nationality"] = df.get("nationality", pd.Series(None, index=df.index)).fillna(
             df["artist"].map(nat))
-    df["year"] = _artist_years(df, artist_table)
+    years = df["year"] if "year" in df else pd.Series(None, index=df.index, dtype=object)
+    df["year"] = pd.to_numeric(years, errors="coerce")
     df["period"] = df["year"].map(lambda y: period_of(y, period_step))
-    if "split" not in df:
-        df["split"] = "train"
-    exists = df["path"].map(lambda p: (images_dir / p).is_file())
+    exists = df["path"].map(lambda p: (root / p).is_file())
     report = ManifestReport(rows=int(exists.sum()), missing_images=int((~exists).sum()))
     df = df[exists].reset_index(drop=True)
     for task in TASKS:
@@ -112,10 +153,9 @@ def build_manifest(images_dir: str | Path, labels: str | Path | None = None,
         kept = df[task].value_counts()
         report.coverage[task] = float(df[task].notna().mean()) if len(df) else 0.0
         report.classes[task] = {str(k): int(v) for k, v in kept.items()}
-    cols = ["path", "split", *TASKS, "year"]
-    out = df[cols].copy()
-    out["year"] = pd.to_numeric(out["year"], errors="coerce")
-    return out, report
+    report.root = root
+    cols = ["path", "split", *TASKS, "year", "dataset", "source"]
+    return df[cols].copy(), report
 
 
 def write_manifest_parquet(df: pd.DataFrame, out: str | Path, images_dir: str | Path) -> Path:
@@ -129,9 +169,7 @@ def write_manifest_parquet(df: pd.DataFrame, out: str | Path, images_dir: str | 
     table = table.replace_schema_metadata(meta)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
-    pq.write_table(table, tmp)
-    os.replace(tmp, out)
+    atomic_write(out, lambda f: pq.write_table(table, f))
     return out
 
 

@@ -44,8 +44,12 @@ def _load_state(path: str | Path) -> dict[str, torch.Tensor]:
 
 
 def load_by_position(module: nn.Module, state: dict[str, torch.Tensor]) -> int:
-    """Copy tensors in order into ``module``'s state dict (names differ, shapes match)."""
+    """Copy tensors in order into ``module``'s state dict (names differ, shapes match);
+    a state with the module's own names (a saved backbone) loads by name."""
     own = module.state_dict()
+    if set(state) == set(own):
+        module.load_state_dict(state)
+        return len(state)
     pairs = list(zip(own.items(), state.values(), strict=False))
     loaded = {}
     for (name, mine), theirs in pairs:

@@ -38,6 +38,7 @@ def write_plots(out_dir: Path, metrics: dict, history: list[dict], images: np.nd
             ax.set_yticks(range(n), labels[task], fontsize=7)
         ax.set(title=f"{task}: accuracy {m['accuracy']:.3f}", xlabel="predicted", ylabel="true")
         written.append(_save(fig, out_dir / f"confusion_{task}.png"))
+    written.append(_reliability(plt, metrics, out_dir / "reliability.png"))
     task = next(iter(labels))
     pick = np.linspace(0, len(images) - 1, min(grid, len(images))).astype(int)
     cols = 4
@@ -53,6 +54,21 @@ def write_plots(out_dir: Path, metrics: dict, history: list[dict], images: np.nd
         ax.axis("off")
     written.append(_save(fig, out_dir / "examples.png"))
     return written
+
+
+def _reliability(plt, metrics: dict, path: Path) -> Path:
+    """One reliability diagram per task: accuracy against mean score per score bin."""
+    tasks = [t for t, m in metrics.items() if m.get("reliability")]
+    fig, axes = plt.subplots(1, max(1, len(tasks)), figsize=(3.2 * max(1, len(tasks)), 3.4),
+                             squeeze=False)
+    for ax, task in zip(axes[0], tasks, strict=False):
+        bins = [b for b in metrics[task]["reliability"] if b["n"]]
+        ax.plot([0, 1], [0, 1], color="0.6", linestyle="--", linewidth=1)
+        ax.bar([b["score"] for b in bins], [b["accuracy"] for b in bins], width=1 / 15,
+               alpha=0.75, edgecolor="k", linewidth=0.4)
+        ax.set(title=f"{task}: ECE {metrics[task]['ece']:.3f}", xlabel="top-1 score",
+               ylabel="accuracy", xlim=(0, 1), ylim=(0, 1))
+    return _save(fig, path)
 
 
 def _save(fig, path: Path) -> Path:

@@ -1,0 +1,95 @@
+"""Bundle outputs -> what a row says about one image: labels with scores, whether each is
+confident, a date with its interval, and how unlike the training paintings the image is.
+
+The graph already applies the fitted temperatures, so scores are calibrated probabilities.
+The bundle's ``calibration`` (fitted on validation data, see ``artylyze.train.calibrate``)
+adds the rest: per-task score thresholds for ``<task>_confident``, the quantile levels of the
+year interval, and the novelty reference. Older bundles without it give labels and scores
+only. The tagging engines, the Ray engine and the query side all call :func:`predictions`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from artylyze.bundle import Manifest
+from artylyze.dating import PERIOD_STEP, period_mass, period_of, quantiles
+
+DEFAULT_INTERVAL = (0.1, 0.9)  # until fitted: the central 80% of the distribution
+
+
+@dataclass(frozen=True)
+class YearEstimate:
+    year: int
+    low: int
+    high: int
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """Top-k labels per task (best first), the embedding, and what calibration adds."""
+
+    top: dict[str, list[tuple[str, float]]]
+    embedding: np.ndarray
+    confident: dict[str, bool] = field(default_factory=dict)
+    year: YearEstimate | None = None
+    novelty: float | None = None
+
+
+def top_k(probs: np.ndarray, labels: tuple[str, ...] | list[str],
+          k: int) -> list[list[tuple[str, float]]]:
+    order = np.argsort(-probs, axis=1, kind="stable")[:, :min(k, len(labels))]
+    return [[(labels[j], float(probs[i, j])) for j in row] for i, row in enumerate(order)]
+
+
+def novelty_scores(embedding: np.ndarray, reference: dict) -> np.ndarray:
+    """1 - cosine similarity to the nearest class centre of the training embeddings: high for
+    paintings unlike every style the model was taught (see ``calibrate.fit_novelty``)."""
+    centres = np.asarray(reference["centres"], np.float32)
+    return 1.0 - (np.asarray(embedding, np.float32) @ centres.T).max(axis=1)
+
+
+def dates(probs: np.ndarray, labels: tuple[str, ...] | list[str], step: int,
+          levels: tuple[float, float] | list[float], k: int
+          ) -> tuple[list[YearEstimate], list[list[tuple[str, float]]]]:
+    """Per row of year-head probabilities: the median year and the ``levels`` interval, and
+    the period top-k with the period the estimate falls in first (scored by its mass)."""
+    probs = np.asarray(probs, np.float64)
+    starts = np.array([int(x) for x in labels])
+    q = quantiles(probs, starts, step, [0.5, *levels])
+    years = [YearEstimate(*(int(round(v)) for v in row)) for row in q]
+    periods, mass = period_mass(probs, starts, PERIOD_STEP)
+    column = {p: c for c, p in enumerate(periods)}
+    ranked = top_k(mass, periods, len(periods))
+    tops = []
+    for i, y in enumerate(years):
+        chosen = periods[column.get(period_of(y.year), int(mass[i].argmax()))]
+        tops.append(sorted(ranked[i], key=lambda p, c=chosen: p[0] != c)[:k])
+    return years, tops
+
+
+def predictions(outputs: dict[str, np.ndarray], manifest: Manifest,
+                k: int) -> list[Prediction]:
+    """Turn a batch of bundle outputs into one :class:`Prediction` per image."""
+    emb = outputs["embedding"]
+    n = len(emb)
+    cal = manifest.calibration
+    per_task = {t.name: top_k(outputs[t.name], t.labels, k) for t in manifest.tasks
+                if t.kind == "class"}
+    years: list[YearEstimate | None] = [None] * n
+    year = manifest.year_task
+    if year is not None:
+        levels = cal.get("year_interval", {}).get("levels", DEFAULT_INTERVAL)
+        years, per_task["period"] = dates(outputs[year.name], year.labels, year.step or 1,
+                                          levels, k)
+    thresholds = cal.get("confident", {})
+    novelty = novelty_scores(emb, cal["novelty"]) if "novelty" in cal else None
+    out = []
+    for i in range(n):
+        top = {t: per_task[t][i] for t in manifest.label_tasks}
+        confident = {t: bool(top[t][0][1] >= thresholds[t]) for t in top if t in thresholds}
+        out.append(Prediction(top, emb[i], confident, years[i],
+                              None if novelty is None else float(novelty[i])))
+    return out
