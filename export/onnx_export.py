@@ -83,8 +83,8 @@ def export_bundle(
     report = progress or (lambda stage, done, total: None)
     model, config = load_checkpoint(ckpt_dir)
     spec = BundleSpec.from_config(config)
-    calibration = read_calibration(ckpt_dir) or {}
-    temperatures = calibration.get("temperature", {})
+    fitted = read_calibration(ckpt_dir) or {}  # scores (calibrate.py), not int8 calibration
+    temperatures = fitted.get("temperature", {})
     # Every image source is read before the slow work, so a bad path fails in seconds.
     default = default_source(data, config.get("data"))
     check_source = check_images if check_images is not None else default
@@ -121,7 +121,7 @@ def export_bundle(
                 "metrics": config.get("metrics"),
                 "parity": {**parity.to_dict(), "source": _describe(check_source)},
                 "quantization": quant,
-                **({"calibration": calibration} if calibration else {}),
+                **({"calibration": fitted} if fitted else {}),
                 "opset": opset,
                 "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                 "exporter": _versions(),

@@ -30,6 +30,7 @@ from artylyze.engine import DecodeJob, decode_file
 from artylyze.index.build import BuildOptions, build
 from artylyze.index.html import similar_page
 from artylyze.index.report import clusters_report
+from artylyze.index.search import Gallery
 from artylyze.index.thumbs import data_uri, locate, thumbnail
 from artylyze.progress import PlainProgress, RichProgress
 
@@ -234,10 +235,12 @@ def test_row_paths_outside_the_root_are_never_opened(hostile_index: dict[str, Pa
     assert locate(str(root), "../outside.png") is None
     assert locate(str(root), str(outside)) is None
     assert locate(str(root), "ok1.png/../../outside.png") is None
-    answers = [{"query": "ok0.png", "source": "index", "predicted": {},
-                "results": [{"rank": 1, "score": 1.0, "path": "../outside.png"},
-                            {"rank": 2, "score": 0.9, "path": str(outside)}]}]
-    page = similar_page(answers, str(root))
+    gallery = Gallery.open(hostile_index["idx"])
+    (query,) = gallery.queries(["ok0.png"])
+    answers = [{"query": "ok0.png", "source": query.source, "id": query.row,
+                "results": gallery.similar(query, k=11)}]  # every other row
+    assert {"../outside.png", str(outside)} <= {r["path"] for r in answers[0]["results"]}
+    page = similar_page(answers, gallery.index)
     assert data_uri(thumbnail(outside)) not in page
     assert page.count(data_uri(thumbnail(None))) == 2  # grey tiles instead
     report = clusters_report(hostile_index["idx"], hostile_index["tmp"] / "report")
