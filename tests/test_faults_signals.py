@@ -104,7 +104,9 @@ PAUSE = textwrap.dedent("""
     real = store._write_parts
     def paused(folder, *args, **kwargs):
         real(folder, *args, **kwargs)
-        pathlib.Path({ready!r}).write_text(str(folder))  # every part written, not swapped in
+        note = pathlib.Path({ready!r} + ".tmp")  # every part written, not swapped in yet
+        note.write_text(str(folder))
+        note.rename({ready!r})  # whole, so the test never reads it half written
         time.sleep(120)
     store._write_parts = paused
 """)
