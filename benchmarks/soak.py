@@ -245,6 +245,7 @@ def main() -> None:
                     help="share of the interruptions that go to index builds")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--work", type=Path, help="working folder (default: a temp folder)")
+    ap.add_argument("--results", type=Path, default=RESULTS, help="where the JSON goes")
     args = ap.parse_args()
     rng = random.Random(args.seed)
     t_start = time.perf_counter()
@@ -271,8 +272,8 @@ def main() -> None:
         print(f"{name:<12} {t.runs:>5} {t.sigkill:>8} {t.sigterm:>8} "
               f"{t.sigterm_in_startup:>14} {t.finished_before_signal:>10} {t.completed:>10} "
               f"{t.checks:>7} {len(t.failures):>7}")
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps({
+    args.results.parent.mkdir(parents=True, exist_ok=True)
+    args.results.write_text(json.dumps({
         "files": args.files, "interruptions": args.interruptions, "seed": args.seed,
         "seconds": round(seconds, 1), "cpus": os.cpu_count(),
         "reference_seconds": {"tag": round(tag_s, 2), "index build": round(idx_s, 2)},
