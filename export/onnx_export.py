@@ -103,7 +103,8 @@ def export_bundle(
         with tempfile.TemporaryDirectory(prefix="artylyze-export-") as work_dir:
             work = Path(work_dir)
             fp32_path, parity, reference = _export_fp32(model, spec, pixels, work, opset,
-                                                        threads, report, temperatures)
+                                                        threads, report, temperatures,
+                                                        fitted.get("bias", {}))
             final, quant = fp32_path, {"dtype": "float32"}
             if quantize == "int8":
                 final = work / "int8.onnx"
@@ -176,7 +177,8 @@ class BundleSpec:
 
 
 def _export_fp32(model, spec: BundleSpec, pixels: np.ndarray, work: Path, opset: int,
-                 threads: int, report: Progress, temperatures: dict[str, float]
+                 threads: int, report: Progress, temperatures: dict[str, float],
+                 biases: dict[str, list[float]]
                  ) -> tuple[Path, parity_mod.ParityReport, dict[str, np.ndarray]]:
     """Export the float graph and require parity with torch.
 
@@ -186,7 +188,7 @@ def _export_fp32(model, spec: BundleSpec, pixels: np.ndarray, work: Path, opset:
     from artylyze.export.runtime import open_session, run
 
     report("export", 0, 1)
-    graph = BundleGraph(model, spec.task_names, temperatures)
+    graph = BundleGraph(model, spec.task_names, temperatures, biases)
     path = work / "fp32.onnx"
     export_onnx(graph, path, spec.input_size, opset)
     report("export", 1, 1)
