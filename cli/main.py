@@ -10,6 +10,7 @@ import typer
 
 from artylyze import __version__
 from artylyze.cli import dataset, evaluate, export, index, similar, tag, train, write
+from artylyze.cli.errors import PolicyGroup
 
 app = typer.Typer(
     name="artylyze",
@@ -18,6 +19,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    cls=PolicyGroup,  # one exit-code policy for every command (see artylyze.cli.errors)
 )
 
 
@@ -31,8 +33,14 @@ def _version(value: bool) -> None:
 def _root(
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
                                  help="Show the version and exit."),
+    debug: bool = typer.Option(False, "--debug",
+                               help="Print the traceback of an error (exit codes stay the same)."),
 ) -> None:
-    """ArtyLyze: metadata for artworks that have none."""
+    """ArtyLyze: metadata for artworks that have none.
+
+    Exit status of every command: 0 done; 1 done but some inputs failed (--strict) or all
+    did; 2 could not start or finish; 130/143 stopped by SIGINT/SIGTERM after a clean stop.
+    """
 
 
 app.command("tag")(tag.tag)
