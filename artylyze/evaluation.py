@@ -17,6 +17,7 @@ import pandas as pd
 from artylyze.atomic import atomic_write_text
 from artylyze.errors import ArtyLyzeError
 from artylyze.imaging import load_image
+from artylyze.looks_at import EXAMPLES as SHEET_EXAMPLES
 from artylyze.train.metrics import UNKNOWN, task_metrics
 
 if TYPE_CHECKING:
@@ -129,8 +130,10 @@ def date_metrics(preds: list[Prediction], years: np.ndarray) -> dict[str, Any]:
 
 def evaluate(model_path: str | Path, manifest: str | Path, split: str = "test",
              out_dir: str | Path | None = None, batch_size: int = 64,
-             limit: int | None = None, plots: bool = True) -> dict:
-    """Metrics per task on ``split``; writes ``metrics.json`` (+ PNGs) into ``out_dir``."""
+             limit: int | None = None, plots: bool = True,
+             saliency: int = SHEET_EXAMPLES) -> dict:
+    """Metrics per task on ``split``; writes ``metrics.json`` (+ PNGs) into ``out_dir``, with
+    ``saliency`` right and wrong examples per class in the "what the model looks at" sheets."""
     from artylyze.predict import predictions
     from artylyze.train.manifest import read_manifest
 
@@ -190,6 +193,10 @@ def evaluate(model_path: str | Path, manifest: str | Path, split: str = "test",
 
             write_plots(out_dir, metrics, info.get("history", []), images, codes, scores,
                         labels)
+            if saliency:  # the model's own heads only (a derived period has no map)
+                from artylyze.looks_at import write_sheets
+
+                write_sheets(out_dir, predictor, images, codes, out, labels, saliency)
     return result
 
 

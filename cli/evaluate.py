@@ -18,13 +18,16 @@ def evaluate(
     out: Path = typer.Option(Path("eval"), "--out", "-o", help="Folder for metrics.json + PNGs."),
     limit: int | None = typer.Option(None, help="At most this many images."),
     plots: bool = typer.Option(True, help="Write PNG plots."),
+    saliency: int = typer.Option(
+        2, min=0, help="Right and wrong examples per class, with saliency maps, in the "
+        "'what the model looks at' sheets (0: none)."),
 ) -> None:
     """Accuracy, macro/weighted P/R/F1, top-3 accuracy and confusion matrices per task."""
     from artylyze.evaluation import evaluate as run
     from artylyze.evaluation import summary_table
 
     with cli_errors():
-        result = run(model, manifest, split, out, limit=limit, plots=plots)
+        result = run(model, manifest, split, out, limit=limit, plots=plots, saliency=saliency)
     typer.echo(f"{'task':<12} {'n':>5} {'acc':>6} {'macroF1':>8} {'top3':>6} {'ECE':>6}")
     for task, n, acc, f1, top3, ece in summary_table(result):
         typer.echo(f"{task:<12} {n:>5} {acc:6.3f} {f1:8.3f} {top3:6.3f} {ece:6.3f}")
@@ -37,3 +40,5 @@ def evaluate(
     for source, s in result.get("style_by_source", {}).items():
         typer.echo(f"style on {source}: {s['accuracy']:.3f} ({s['n']} images)")
     typer.echo(f"wrote {out / 'metrics.json'}")
+    if plots and saliency:
+        typer.echo(f"wrote {out}/looks_at_<task>.png (what the model looks at)")

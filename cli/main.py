@@ -9,7 +9,18 @@ from __future__ import annotations
 import typer
 
 from artylyze import __version__
-from artylyze.cli import dataset, evaluate, export, index, similar, tag, train, write
+from artylyze.cli import (
+    dataset,
+    evaluate,
+    explain,
+    export,
+    index,
+    report,
+    similar,
+    tag,
+    train,
+    write,
+)
 from artylyze.cli.errors import PolicyGroup
 
 app = typer.Typer(
@@ -46,8 +57,10 @@ def _root(
 app.command("tag")(tag.tag)
 app.command("similar")(similar.similar)
 app.command("influence")(similar.influence)
+app.command("explain")(explain.explain)
 app.add_typer(index.app, name="index")
 app.add_typer(index.clusters_app, name="clusters")
+app.command("report")(report.report)
 app.add_typer(dataset.app, name="dataset")
 app.command("train")(train.train)
 app.command("evaluate")(evaluate.evaluate)

@@ -17,10 +17,17 @@ STYLE = """
 body{font-family:system-ui,sans-serif;margin:1.5em;color:#222}
 .query{display:flex;gap:1.5em;align-items:flex-start;margin-bottom:2.5em;
  border-bottom:1px solid #ddd;padding-bottom:1.5em}
-.card{width:170px;font-size:12px;line-height:1.3}
+.card{width:170px;font-size:12px;line-height:1.3;overflow-wrap:anywhere}
 .card img{width:160px;height:160px;object-fit:contain;background:#f3f3f3;display:block}
 .results{display:flex;flex-wrap:wrap;gap:12px}
-.q{border-right:2px solid #888;padding-right:1.5em}
+.q{flex:0 0 auto;border-right:2px solid #888;padding-right:1.5em}
+figure{margin:0 0 1em}figure img{max-width:100%;height:auto}
+figcaption{color:#555;font-size:14px;max-width:70em}
+.case{display:flex;gap:1.5em;align-items:flex-start;border-top:1px solid #ddd;padding:1em 0}
+.why{flex:1;min-width:0}.why h3{font-size:15px;margin:.2em 0 .5em}
+.bar{position:relative;z-index:0;font-size:13px;padding:2px 6px;margin:3px 0;max-width:32em;
+ background:#f1f1f1}
+.bar span{position:absolute;left:0;top:0;bottom:0;background:#c9d8ec;z-index:-1}
 .muted{color:#777}
 table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:3px 8px;text-align:left}
 """

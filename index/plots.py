@@ -16,7 +16,8 @@ from artylyze.atomic import atomic_write
 from artylyze.index.errors import IndexStoreError
 
 
-def _pyplot():
+def pyplot():
+    """matplotlib's pyplot on the headless Agg backend, or a clear error without it."""
     try:
         import matplotlib
 
@@ -27,19 +28,20 @@ def _pyplot():
     return plt
 
 
-def _save(fig, path: str | Path) -> Path:
+def save_figure(fig, path: str | Path) -> Path:
+    """Write a figure as PNG atomically (tight bounding box, so no label is cut) and close it."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-    _pyplot().close(fig)
+    pyplot().close(fig)
     atomic_write(path, lambda f: f.write(buf.getvalue()))
     return path
 
 
 def influence_chart(result: dict[str, Any], path: str | Path, top: int = 8) -> Path:
     """Horizontal bars: the image's share of each of its top clusters, named by theme."""
-    plt = _pyplot()
+    plt = pyplot()
     post = result["posterior"][:top][::-1]
     fig, ax = plt.subplots(figsize=(8, 0.45 * len(post) + 1.2))
     ax.barh([f"{p['cluster']}: {p['name']}" for p in post], [p["share"] for p in post],
@@ -49,12 +51,12 @@ def influence_chart(result: dict[str, Any], path: str | Path, top: int = 8) -> P
     ax.set_title(f"Influences of {Path(result['query']).name}")
     for i, p in enumerate(post):
         ax.text(min(p["share"] + 0.01, 0.9), i, f"{p['share']:.2f}", va="center", fontsize=8)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def elbow_chart(kmeans: dict[str, Any], gmm: dict[str, Any], path: str | Path) -> Path:
     """KMeans inertia (elbow), silhouette and Davies-Bouldin per k; GMM BIC per k."""
-    plt = _pyplot()
+    plt = pyplot()
     sweep = kmeans["sweep"]
     ks = [r["k"] for r in sweep]
     fig, axes = plt.subplots(1, 3, figsize=(15, 3.8))
@@ -75,12 +77,12 @@ def elbow_chart(kmeans: dict[str, Any], gmm: dict[str, Any], path: str | Path) -
     axes[2].plot([r["k"] for r in bics], [r["bic"] for r in bics], "o-", color="#b5574a")
     axes[2].axvline(gmm["k"], color="grey", ls="--")
     axes[2].set(title=f"Gaussian mixture ({gmm['covariance']})", xlabel="k", ylabel="BIC")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def affinity_chart(affinity: np.ndarray, names: list[str], path: str | Path) -> Path:
     """Heat map of inter-cluster affinity with theme names on both axes."""
-    plt = _pyplot()
+    plt = pyplot()
     k = len(names)
     size = max(5.0, 0.42 * k + 3)
     fig, ax = plt.subplots(figsize=(size + 2, size))
@@ -90,4 +92,4 @@ def affinity_chart(affinity: np.ndarray, names: list[str], path: str | Path) -> 
     ax.set_yticks(range(k), labels, fontsize=7)
     ax.set_title("Inter-cluster affinity (cosine of cluster centroids)")
     fig.colorbar(im, ax=ax, shrink=0.8)
-    return _save(fig, path)
+    return save_figure(fig, path)

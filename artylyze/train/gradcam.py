@@ -1,0 +1,70 @@
+"""Grad-CAM (Selvaraju et al. 2017) on the last feature map of a checkpoint's backbone (torch).
+
+The map is the feature map of the last convolutional block, its channels weighted by the
+mean gradient of the class logit, summed, cut at zero and upsampled to the input: where the
+features that raise the label's score sit. It needs the checkpoint (gradients); an ONNX
+bundle is explained by :mod:`artylyze.saliency` instead. One backward pass per target.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from artylyze.errors import ArtyLyzeError
+from artylyze.train.data import to_tensor
+from artylyze.train.models import MultiTaskNet
+
+
+class GradCamError(ArtyLyzeError):
+    """The backbone has no spatial feature map that Grad-CAM can use."""
+
+
+def _split(backbone: nn.Module) -> tuple[nn.Module, nn.Module]:
+    """(feature map, pooling head) of a backbone: timm models have ``forward_features`` and
+    ``forward_head``; ArtyLyze's torchvision and cnn3 backbones are Sequentials ending in a
+    global average pool."""
+    if hasattr(backbone, "forward_features") and hasattr(backbone, "forward_head"):
+        return _Call(backbone.forward_features), _Call(backbone.forward_head)
+    if isinstance(backbone, nn.Sequential):
+        for i, layer in enumerate(backbone):
+            if isinstance(layer, (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)):
+                return backbone[:i], backbone[i:]
+    raise GradCamError(f"Grad-CAM cannot find the last feature map of a "
+                       f"{type(backbone).__name__} backbone")
+
+
+class _Call(nn.Module):
+    """A bound method as a module, so both halves of a split are called the same way."""
+
+    def __init__(self, fn) -> None:
+        super().__init__()
+        self.fn = fn
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fn(x)
+
+
+def gradcam(model: MultiTaskNet, pixels: np.ndarray,
+            targets: list[tuple[str, int]]) -> list[np.ndarray]:
+    """One Grad-CAM map [S, S] (non-negative, float32) per ``(task, class)`` target of one
+    uint8 [S, S, 3] image, in the model's input pixels."""
+    features, head = _split(model.backbone)
+    model.eval()
+    x = model.normalize(to_tensor(pixels[None]))
+    with torch.enable_grad():
+        fmap = features(x)
+        if fmap.ndim != 4:
+            raise GradCamError(f"the last feature map has shape {list(fmap.shape)}, not "
+                               "[N, C, H, W]")
+        out = model.from_features(head(fmap))
+        maps = []
+        for task, cls in targets:
+            (grad,) = torch.autograd.grad(out[task][0, cls], fmap, retain_graph=True)
+            weights = grad.mean(dim=(2, 3), keepdim=True)
+            cam = F.relu((weights * fmap).sum(dim=1, keepdim=True))
+            cam = F.interpolate(cam, size=pixels.shape[:2], mode="bilinear", align_corners=False)
+            maps.append(cam[0, 0].detach().numpy().astype(np.float32))
+    return maps

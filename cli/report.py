@@ -1,0 +1,40 @@
+"""``artylyze report``: parse options, write the collection report, print where it is."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from artylyze.cli.errors import cli_errors
+
+CASES = 6  # = artylyze.index.collection_report.CASES, repeated so that --help stays fast
+
+
+def report(
+    source: Annotated[Path, typer.Argument(
+        exists=True, help="meta.parquet from `artylyze tag` (or its folder of part files), or "
+        "an index directory (its own works are described).")],
+    out: Annotated[Path, typer.Option(
+        "--out", "-o", file_okay=False, help="Folder for index.html and its charts.")],
+    index: Annotated[Path | None, typer.Option(
+        "--index", exists=True, file_okay=False,
+        help="Index whose clusters the works are placed in (default: the shipped gallery); "
+        "must come from the model that tagged them.")] = None,
+    labels: Annotated[Path | None, typer.Option(
+        "--labels", exists=True, dir_okay=False,
+        help="Ground-truth CSV joined on `path`; used instead of predictions where it has "
+        "a value.")] = None,
+    cases: Annotated[int, typer.Option(
+        "--cases", min=0, help="Case studies: the works with the most mixed membership.")] = CASES,
+) -> None:
+    """A collection report: styles through time and place, how the clusters relate, what
+    each style draws on, and case studies, as one HTML page with its charts."""
+    from artylyze.index.collection_report import collection_report
+
+    with cli_errors():
+        result = collection_report(source, out, index=index, labels=labels, cases=cases)
+    sources = ", ".join(f"{k}: {v}" for k, v in result["sources"].items())
+    typer.echo(f"wrote {result['html']} ({result['works']:,} works, {len(result['charts'])} "
+               f"charts, {result['cases']} case studies; labels {sources})")
