@@ -72,34 +72,35 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_healthy(url: str, proc: subprocess.Popen, seconds: float = 120) -> None:
+def wait_healthy(url: str, proc: subprocess.Popen, log: Path, seconds: float = 120) -> None:
     """Poll ``/healthz`` until it answers (bounded); fail with the server's output if not."""
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"server exited with {proc.returncode}: {proc.stderr.read()}")
+            raise RuntimeError(f"server exited with {proc.returncode}: {log.read_text()}")
         try:
             with urllib.request.urlopen(f"{url}/healthz", timeout=2) as r:
                 if r.status == 200:
                     return
         except OSError:
             time.sleep(0.2)
-    raise RuntimeError(f"server did not answer /healthz within {seconds} s")
+    raise RuntimeError(f"no /healthz answer within {seconds} s: {log.read_text()}")
 
 
 @contextmanager
-def serve_process(*args: str) -> Iterator[tuple[str, subprocess.Popen]]:
-    """``artylyze serve`` on a free loopback port; yields its URL; SIGTERM when done."""
+def serve_process(log: Path, *args: str) -> Iterator[str]:
+    """``artylyze serve`` on a free loopback port, its stderr in ``log``; yields its URL and
+    stops it with SIGTERM (then SIGKILL if it lingers)."""
     port = free_port()
     cmd = [sys.executable, "-c", "from artylyze.cli.main import main; main()", "serve",
            "--port", str(port), *args]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    with open(log, "w") as err:
+        proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=err, stderr=err, text=True)
     url = f"http://127.0.0.1:{port}"
     try:
-        wait_healthy(url, proc)
-        yield url, proc
+        wait_healthy(url, proc, log)
+        yield url
     finally:
         if proc.poll() is None:
             proc.send_signal(signal.SIGTERM)

@@ -13,6 +13,7 @@ import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 from artylyze.serve.uploads import sniff
 from artylyze.store import decode_path
@@ -42,24 +43,17 @@ def work_file(root: Path | None, rel: str | None) -> Path | None:
 
 @dataclass
 class OpenImage:
-    """An opened work file that is an image: its media type, size, and its bytes in chunks."""
+    """An opened work file that is an image: its media type, size, and its bytes in chunks.
+    The file object closes itself when dropped, even if the body is never sent."""
 
-    fd: int
+    file: BinaryIO
     media_type: str
     size: int
 
     def chunks(self) -> Iterator[bytes]:
-        try:
-            os.lseek(self.fd, 0, os.SEEK_SET)
-            while block := os.read(self.fd, CHUNK):
+        with self.file:
+            while block := self.file.read(CHUNK):
                 yield block
-        finally:
-            self.close()
-
-    def close(self) -> None:
-        if self.fd >= 0:
-            os.close(self.fd)
-            self.fd = -1
 
 
 def open_image(path: Path) -> OpenImage | None:
@@ -70,12 +64,13 @@ def open_image(path: Path) -> OpenImage | None:
         fd = os.open(path, flags)
     except OSError:
         return None
+    file = os.fdopen(fd, "rb", buffering=0)
     try:
         st = os.fstat(fd)
         media_type = sniff(os.pread(fd, 16, 0)) if stat.S_ISREG(st.st_mode) else None
     except OSError:
         media_type = None
     if media_type is None:
-        os.close(fd)
+        file.close()
         return None
-    return OpenImage(fd, media_type, st.st_size)
+    return OpenImage(file, media_type, st.st_size)

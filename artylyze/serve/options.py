@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any
 
 ENV_VAR = "ARTYLYZE_SERVE_OPTIONS"  # how uvicorn's worker processes get the options
 MIB = 1 << 20
@@ -40,7 +39,6 @@ class ServeOptions:
     max_k: int = 100
     max_page: int = 200
     decode_threads: int | None = None  # default: the usable cores
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def check(self) -> None:
         """Refuse settings that cannot work, with the option's name."""

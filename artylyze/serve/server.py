@@ -35,12 +35,22 @@ def configure_logging() -> None:
         logger.propagate = False
 
 
+def one_search_thread() -> None:
+    """FAISS searches one query at a time here, and OpenMP threads that spin at a barrier
+    for a 1 ms search cost more than they give (30x slower on a busy 2-core machine): the
+    parallelism of a server comes from concurrent requests."""
+    import faiss
+
+    faiss.omp_set_num_threads(1)
+
+
 def app_from_env() -> Any:
     """The factory each worker process calls (``--workers N``)."""
     from artylyze.serve.app import create_app
     from artylyze.serve.service import Service
 
     configure_logging()
+    one_search_thread()
     service = Service.open(ServeOptions.from_env())
     service.warm_up()
     return create_app(service)
@@ -67,6 +77,7 @@ def run(options: ServeOptions) -> None:
 
     options.check()
     configure_logging()
+    one_search_thread()
     if not is_loopback(options.host):
         log.warning("listening on %s, not loopback: put a reverse proxy with TLS in front "
                     "(see the README)", options.host)
