@@ -50,9 +50,9 @@ def serve(
     timeout: Annotated[float, typer.Option(
         "--timeout", min=0.1, help="Seconds to decode and infer an upload (503 beyond).")
     ] = D.timeout_s,
-    batch: Annotated[int, typer.Option(
-        "--batch", min=1, help="Most images per inference call (1: no micro-batching).")
-    ] = D.max_batch,
+    batch: Annotated[int | None, typer.Option(
+        "--batch", min=1, help="Most images of concurrent requests per inference call "
+        "(default: 16 on a GPU, 1 on CPU, where batches cost more per image).")] = None,
     batch_wait_ms: Annotated[float, typer.Option(
         "--batch-wait-ms", min=0, help="How long an image waits for others to join its batch.")
     ] = D.batch_wait_ms,

@@ -15,7 +15,8 @@ from urllib.parse import urlsplit
 import pytest
 from serve_support import EXAMPLE, serve_process
 
-from artylyze.serve.options import ServeOptions
+from artylyze.serve.errors import ServeConfigError
+from artylyze.serve.options import ENV_VAR, ServeOptions
 from artylyze.serve.server import is_loopback, uvicorn_settings
 
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu",
@@ -74,6 +75,18 @@ def test_serve_binds_loopback_by_default() -> None:
     settings = uvicorn_settings(ServeOptions())
     assert settings["host"] == "127.0.0.1" and is_loopback(settings["host"])
     assert settings["access_log"] is False and settings["server_header"] is False
+
+
+def test_options_travel_to_worker_processes_and_bad_ones_are_refused(monkeypatch) -> None:
+    options = ServeOptions(index=Path("idx"), cors_origins=("http://a.example",), workers=3,
+                           root_path="/artylyze")
+    monkeypatch.setenv(ENV_VAR, options.to_env())
+    assert ServeOptions.from_env() == options
+    for bad, message in ((ServeOptions(max_batch=0), "max-batch must be at least 1"),
+                         (ServeOptions(timeout_s=0), "timeouts must be positive"),
+                         (ServeOptions(root_path="artylyze/"), "must start with /")):
+        with pytest.raises(ServeConfigError, match=message):
+            bad.check()
 
 
 @pytest.mark.parametrize("path", [

@@ -34,7 +34,7 @@ class ServeOptions:
     upload_timeout_s: float = 30.0  # to receive the body; beyond: 408
     timeout_s: float = 30.0  # to decode and infer once received; beyond: 503
     retry_after_s: int = 2
-    max_batch: int = 16  # 1 turns micro-batching off
+    max_batch: int | None = None  # images per inference call; None: see default_batch
     batch_wait_ms: float = 2.0
     max_k: int = 100
     max_page: int = 200
@@ -47,7 +47,7 @@ class ServeOptions:
         positive = ("port", "workers", "max_upload_bytes", "max_pixels", "max_inflight",
                     "max_connections", "max_batch", "max_k", "max_page")
         for name in positive:
-            if getattr(self, name) < 1:
+            if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ServeConfigError(f"{name.replace('_', '-')} must be at least 1")
         if self.timeout_s <= 0 or self.upload_timeout_s <= 0 or self.batch_wait_ms < 0:
             raise ServeConfigError("timeouts must be positive and the batch wait not negative")
