@@ -8,6 +8,8 @@ import http.client
 import json
 import os
 import shutil
+import subprocess
+import sys
 import time
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -75,6 +77,15 @@ def test_serve_binds_loopback_by_default() -> None:
     settings = uvicorn_settings(ServeOptions())
     assert settings["host"] == "127.0.0.1" and is_loopback(settings["host"])
     assert settings["access_log"] is False and settings["server_header"] is False
+
+
+def test_other_commands_never_import_the_web_stack() -> None:
+    code = ("import sys, artylyze.cli.main; "
+            "print([m for m in sys.modules if m.split('.')[0] in "
+            "('fastapi', 'starlette', 'uvicorn', 'multipart', 'httpx')])")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True)
+    assert done.stdout.strip() == "[]"
 
 
 def test_options_travel_to_worker_processes_and_bad_ones_are_refused(monkeypatch) -> None:
