@@ -21,7 +21,8 @@ from artylyze.atomic import atomic_write_text
 from artylyze.errors import ArtyLyzeError
 from artylyze.imaging import RESIZE_POLICIES
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the model id covers the whole manifest, not only model.onnx
+SUPPORTED_FORMATS = (1, 2)
 MODEL_FILE = "model.onnx"
 MANIFEST_FILE = "manifest.json"
 DEFAULT_BUNDLE_DIR = Path(__file__).parent / "assets" / "bundle"
@@ -78,8 +79,16 @@ class Manifest:
 
     @property
     def model_id(self) -> str:
-        """Short, stable id of the weights: indexes and Parquet rows refer to it."""
-        return f"{self.name}@{self.model_sha256[:12]}"
+        """Short, stable id that indexes and Parquet rows refer to. It hashes the graph's
+        sha256 with everything else the manifest says (labels, calibration, ...), so one id
+        names exactly one manifest: an edited label list is another model, or a refused one.
+        Format 1 bundles hashed ``model.onnx`` alone."""
+        if self.format_version < 2:
+            return f"{self.name}@{self.model_sha256[:12]}"
+        body = {k: v for k, v in self.to_dict(with_id=False).items()}
+        digest = hashlib.sha256(json.dumps(body, sort_keys=True, ensure_ascii=False)
+                                .encode()).hexdigest()
+        return f"{self.name}@{digest[:12]}"
 
     @property
     def task_names(self) -> tuple[str, ...]:
@@ -108,11 +117,11 @@ class Manifest:
                 return t.labels
         raise BundleError(f"bundle {self.name!r} has no task {task!r}; it has {self.task_names}")
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self, with_id: bool = True) -> dict[str, Any]:
         return {
             "format_version": self.format_version,
             "name": self.name,
-            "model_id": self.model_id,
+            **({"model_id": self.model_id} if with_id else {}),
             "backbone": self.backbone,
             "input": {"size": self.input_size, "resize": self.resize, "dtype": "uint8",
                       "layout": "NHWC", "channels": "RGB"},
@@ -125,10 +134,9 @@ class Manifest:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Manifest:
         version = d.get("format_version")
-        if version != FORMAT_VERSION:
-            raise BundleError(
-                f"bundle format version {version!r} is not supported (expected {FORMAT_VERSION})"
-            )
+        if type(version) is not int or version not in SUPPORTED_FORMATS:
+            raise BundleError(f"bundle format version {version!r} is not supported (expected "
+                              f"one of {SUPPORTED_FORMATS})")
         try:
             known = {"format_version", "name", "model_id", "backbone", "input", "tasks",
                      "embedding_dim", "model_sha256"}
@@ -140,6 +148,7 @@ class Manifest:
                 tasks=tuple(Task.from_dict(t) for t in d["tasks"]),
                 embedding_dim=int(d["embedding_dim"]),
                 model_sha256=str(d["model_sha256"]),
+                format_version=version,
                 extra={k: v for k, v in d.items() if k not in known},
             )
         except (KeyError, TypeError, ValueError) as e:
@@ -147,6 +156,10 @@ class Manifest:
         if manifest.resize not in RESIZE_POLICIES:
             raise BundleError(f"unknown resize policy {manifest.resize!r}; "
                               f"expected one of {RESIZE_POLICIES}")
+        if version >= 2 and d.get("model_id") != manifest.model_id:
+            raise BundleError(f"manifest says model {d.get('model_id')!r} but its contents hash "
+                              f"to {manifest.model_id!r}: it was edited after export; "
+                              "re-export the bundle")
         return manifest
 
 
@@ -232,10 +245,12 @@ class Bundle:
             if not self.spin:
                 opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
             opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-            self._session = ort.InferenceSession(
+            session = ort.InferenceSession(
                 str(self.model_path), sess_options=opts,
                 providers=resolve_providers(self.device),
             )
+            check_graph(session, self.manifest, self.model_path)
+            self._session = session
         return self._session
 
     @property
@@ -256,6 +271,22 @@ class Bundle:
 
     def close(self) -> None:
         self._session = None
+
+
+def check_graph(session: Any, manifest: Manifest, where: Path) -> None:
+    """The manifest must describe the graph: input size, output names and widths."""
+    size = manifest.input_size
+    inputs = [(i.name, list(i.shape)[1:]) for i in session.get_inputs()]
+    if inputs != [("image", [size, size, 3])]:
+        raise BundleError(f"{where}: the graph takes {inputs}, the manifest says image "
+                          f"[N, {size}, {size}, 3]")
+    widths = {o.name: (o.shape[-1] if o.shape else None) for o in session.get_outputs()}
+    want = {"embedding": manifest.embedding_dim,
+            **{t.name: len(t.labels) for t in manifest.tasks}}
+    wrong = {k: (widths.get(k), v) for k, v in want.items() if widths.get(k) != v}
+    if wrong:
+        raise BundleError(f"{where}: graph outputs and manifest disagree (name: graph width, "
+                          f"manifest width) {wrong}")
 
 
 def load_manifest(bundle_dir: str | os.PathLike[str]) -> Manifest:

@@ -74,6 +74,7 @@ def open_model(path: str | Path) -> tuple[Predictor, Manifest, dict]:
         model, config = load_checkpoint(path)
         calibration = read_calibration(path) or {}
         temps = calibration.get("temperature", {})
+        biases = calibration.get("bias", {})
         manifest = Manifest(
             name=str(config.get("name") or "checkpoint"), backbone=config["backbone"],
             input_size=config["input_size"], resize=config["resize"],
@@ -83,8 +84,8 @@ def open_model(path: str | Path) -> tuple[Predictor, Manifest, dict]:
 
         def run(x: np.ndarray) -> dict[str, np.ndarray]:
             out = predict(model, x)
-            return {k: scale(v, temps[k]).astype(np.float32) if k in temps else v
-                    for k, v in out.items()}
+            return {k: scale(v, temps[k], biases.get(k)).astype(np.float32) if k in temps
+                    else v for k, v in out.items()}
 
         return run, manifest, {"kind": "checkpoint", "history": config.get("history", [])}
     raise EvaluationError(f"{path}: neither a bundle (manifest.json) nor a checkpoint "

@@ -573,7 +573,8 @@ def write_output(target: OutputTarget, schema: pa.Schema, state: State, parts: I
             for batch in pq.ParquetFile(path).iter_batches(batch_size=ROW_GROUP_ROWS):
                 table = pa.Table.from_batches([batch])
                 if not table.schema.equals(schema, check_metadata=False):
-                    table = table.cast(schema)
+                    # columns attached after a run (records' record_id) are attached again
+                    table = table.select(schema.names).cast(schema)
                 paths = table.column("path").to_pylist()
                 keep = [(k := known.get(p)) is not None and k.source == tag and not k.reused
                         for p in paths]

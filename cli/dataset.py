@@ -28,6 +28,13 @@ def build(
     min_count: int = typer.Option(30, min=1, help="Classes rarer than this become unknown."),
     period_step: int = typer.Option(50, min=1, help="Years per period bin."),
     folder_task: str = typer.Option("style", help="Task named by the folder (no --labels)."),
+    records: Path | None = typer.Option(None, exists=True, dir_okay=False,
+                                        help="Museum records (CSV, Parquet or JSON lines) "
+                                        "naming each image's file: rows get its id as "
+                                        "record_id."),
+    id_column: str = typer.Option("id", help="With --records: the column holding the id."),
+    file_column: str = typer.Option("file", help="With --records: the column holding the "
+                                    "file name or its path under the image folders."),
 ) -> None:
     """Join images with labels into a manifest: one row per image, one column per task."""
     from artylyze.train.manifest import (
@@ -38,14 +45,24 @@ def build(
     )
 
     with cli_errors():
+        joined = None
+        if records is not None:
+            from artylyze.records import RecordSpec, load_records
+
+            joined = load_records(RecordSpec(records, id_column, file_column))
         if len(labels) > len(images):
             raise ManifestError(f"{len(labels)} --labels for {len(images)} image folders")
         sources = [LabelledSource.find(d, labels[i] if i < len(labels) else None)
                    for i, d in enumerate(images)]
         df, report = build_manifest(sources, None, artists, min_count, period_step, folder_task)
+        if joined is not None:
+            df.insert(1, "record_id", joined.lookup_all(df["path"], str(report.root)))
         write_manifest_parquet(df, out, report.root)
     typer.echo(f"{out}: {report.rows} images ({report.missing_images} label rows without image)"
                f" under {report.root}")
+    if joined is not None:
+        typer.echo(f"  record ids: {df['record_id'].notna().sum()} of {len(df)} images matched "
+                   f"{records}")
     for name, count in df["source"].value_counts().sort_index().items():
         typer.echo(f"  source {name}: {count} images")
     for task, share in report.coverage.items():

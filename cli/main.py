@@ -9,7 +9,7 @@ from __future__ import annotations
 import typer
 
 from artylyze import __version__
-from artylyze.cli import dataset, evaluate, export, index, serve, similar, tag, train
+from artylyze.cli import dataset, evaluate, export, index, serve, similar, tag, train, write
 
 app = typer.Typer(
     name="artylyze",
@@ -44,6 +44,7 @@ app.add_typer(dataset.app, name="dataset")
 app.command("train")(train.train)
 app.command("evaluate")(evaluate.evaluate)
 app.command("export")(export.export)
+app.command("write")(write.write)
 app.command("serve")(serve.serve)
 
 

@@ -69,6 +69,7 @@ def similar(
         for query in gallery.queries(images):
             answers.append({"query": query.name, "source": query.source, "id": query.row,
                             "file": str(query.file) if query.file else None,
+                            "record_id": gallery.record_id(query),
                             "predicted": query.predicted, "estimated": query.estimated,
                             "results": gallery.similar(query, k)})
         if html is not None:

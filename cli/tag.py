@@ -70,6 +70,16 @@ def tag(
     ray_address: Annotated[str | None, typer.Option(
         "--ray-address", help="With --engine ray: the cluster to join (e.g. auto, or "
         "HOST:6379); default RAY_ADDRESS, else a local Ray is started.")] = None,
+    records: Annotated[Path | None, typer.Option(
+        "--records", dir_okay=False, help="Museum records (CSV, Parquet or JSON lines) naming "
+        "each image's file: rows get the record's id as record_id. Later runs reuse the "
+        "table the output recorded.")] = None,
+    id_column: Annotated[str, typer.Option(
+        "--id-column", help="With --records: the column holding the id (e.g. an accession "
+        "number).")] = "id",
+    file_column: Annotated[str, typer.Option(
+        "--file-column", help="With --records: the column holding the file name or its "
+        "path under COLLECTION.")] = "file",
 ) -> None:
     """Tag every image under COLLECTION: style, genre, artist, nationality, period, embedding.
 
@@ -92,6 +102,7 @@ def tag(
     if engine not in ("local", "ray"):
         raise typer.BadParameter(f"must be local or ray, got {engine!r}", param_hint="--engine")
     with cli_errors():
+        joined, records_warning = _records(out, records, id_column, file_column)
         progress = make_progress(quiet=quiet)
         if engine == "ray":
             from artylyze.ray_engine import RayOptions, tag_with_ray
@@ -104,11 +115,14 @@ def tag(
                 summary = tag_collection(collection, out, bundle, options, progress)
             finally:
                 bundle.close()
+        attached = _attach(out, joined)
+    if records_warning:
+        summary.warnings.append(records_warning)
     if quiet:
         for w in summary.warnings:
             typer.echo(f"warning: {w}", err=True)
     else:
-        typer.echo(format_summary(summary))
+        typer.echo(format_summary(summary) + attached)
     if summary.files_seen and summary.ok_files == 0:
         typer.secho(f"error: none of the {summary.files_seen} files could be tagged",
                     err=True, fg=typer.colors.RED)
@@ -117,6 +131,29 @@ def tag(
         typer.secho(f"error: {summary.errors} files could not be tagged (--strict)",
                     err=True, fg=typer.colors.RED)
         raise typer.Exit(1)
+
+
+def _records(out: str, table: Path | None, id_column: str, file_column: str):
+    """The records to join after the run (read before it, so a bad table fails at once)."""
+    from artylyze.records import RecordSpec, records_for_run
+
+    spec = RecordSpec(table, id_column, file_column) if table is not None else None
+    return records_for_run(out, spec)
+
+
+def _attach(out: str, records) -> str:
+    """Join the records onto the output; the summary's line about it ("" without records)."""
+    if records is None:
+        return ""
+    from artylyze.records import attach_records
+
+    r = attach_records(out, records)
+    if not r.files_rewritten:
+        return f"\n  record ids up to date: {r.matched:,} of {r.rows:,} rows"
+    n = r.records_unmatched
+    unmatched = (f"; {n:,} record{' names' if n == 1 else 's name'} no file here" if n else "")
+    return (f"\n  record ids from {records.spec.table}: {r.matched:,} of {r.rows:,} rows "
+            f"matched{unmatched}")
 
 
 def _seconds(s: float) -> str:

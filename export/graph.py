@@ -33,22 +33,27 @@ EPS = 1e-12  # as torch.nn.functional.normalize
 
 class BundleGraph(nn.Module):
     """uint8 NHWC images -> (unit-norm embedding, softmax per task), in ``task_names`` order.
-    A task's fitted temperature divides its logits first, so the graph's probabilities are
-    the calibrated ones."""
+    A task's fitted temperature divides its logits and its class biases are added first
+    (see ``artylyze.train.calibrate``), so the graph's probabilities are the calibrated ones."""
 
     def __init__(self, model: nn.Module, task_names: Sequence[str],
-                 temperatures: dict[str, float] | None = None) -> None:
+                 temperatures: dict[str, float] | None = None,
+                 biases: dict[str, list[float]] | None = None) -> None:
         super().__init__()
         self.model = model
         self.task_names = tuple(task_names)
         self.temperatures = {t: float((temperatures or {}).get(t, 1.0)) for t in task_names}
+        for t in task_names:  # buffers, so the exporter folds them in as constants
+            b = (biases or {}).get(t)
+            self.register_buffer(f"bias_{t}", torch.tensor(b if b is not None else [0.0]))
 
     def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, ...]:
         out = self.model(image.permute(0, 3, 1, 2))
         emb = out["embedding"]
         # Written out instead of F.normalize, whose expand_as becomes shape ops in the graph.
         emb = emb / torch.linalg.vector_norm(emb, dim=1, keepdim=True).clamp_min(EPS)
-        return (emb, *(torch.softmax(out[name] / self.temperatures[name], dim=1)
+        return (emb, *(torch.softmax(out[name] / self.temperatures[name]
+                                     + getattr(self, f"bias_{name}"), dim=1)
                        for name in self.task_names))
 
 

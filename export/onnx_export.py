@@ -83,8 +83,8 @@ def export_bundle(
     report = progress or (lambda stage, done, total: None)
     model, config = load_checkpoint(ckpt_dir)
     spec = BundleSpec.from_config(config)
-    calibration = read_calibration(ckpt_dir) or {}
-    temperatures = calibration.get("temperature", {})
+    fitted = read_calibration(ckpt_dir) or {}  # scores (calibrate.py), not int8 calibration
+    temperatures = fitted.get("temperature", {})
     # Every image source is read before the slow work, so a bad path fails in seconds.
     default = default_source(data, config.get("data"))
     check_source = check_images if check_images is not None else default
@@ -103,7 +103,8 @@ def export_bundle(
         with tempfile.TemporaryDirectory(prefix="artylyze-export-") as work_dir:
             work = Path(work_dir)
             fp32_path, parity, reference = _export_fp32(model, spec, pixels, work, opset,
-                                                        threads, report, temperatures)
+                                                        threads, report, temperatures,
+                                                        fitted.get("bias", {}))
             final, quant = fp32_path, {"dtype": "float32"}
             if quantize == "int8":
                 final = work / "int8.onnx"
@@ -121,7 +122,7 @@ def export_bundle(
                 "metrics": config.get("metrics"),
                 "parity": {**parity.to_dict(), "source": _describe(check_source)},
                 "quantization": quant,
-                **({"calibration": calibration} if calibration else {}),
+                **({"calibration": fitted} if fitted else {}),
                 "opset": opset,
                 "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                 "exporter": _versions(),
@@ -176,7 +177,8 @@ class BundleSpec:
 
 
 def _export_fp32(model, spec: BundleSpec, pixels: np.ndarray, work: Path, opset: int,
-                 threads: int, report: Progress, temperatures: dict[str, float]
+                 threads: int, report: Progress, temperatures: dict[str, float],
+                 biases: dict[str, list[float]]
                  ) -> tuple[Path, parity_mod.ParityReport, dict[str, np.ndarray]]:
     """Export the float graph and require parity with torch.
 
@@ -186,7 +188,7 @@ def _export_fp32(model, spec: BundleSpec, pixels: np.ndarray, work: Path, opset:
     from artylyze.export.runtime import open_session, run
 
     report("export", 0, 1)
-    graph = BundleGraph(model, spec.task_names, temperatures)
+    graph = BundleGraph(model, spec.task_names, temperatures, biases)
     path = work / "fp32.onnx"
     export_onnx(graph, path, spec.input_size, opset)
     report("export", 1, 1)

@@ -39,7 +39,7 @@ class BuildOptions:
     gmm_k: int | None = None
     covariance: str = "diag"
     cluster_dims: int = CLUSTER_DIMS
-    labels: str | Path | None = None
+    labels: str | Path | tuple[str | Path, ...] | None = None
     bundle_dir: str | Path | None = None
     thumbnails: int | None = None  # pack a WebP of this many px per row into the index
     seed: int = 0
@@ -174,8 +174,7 @@ def build(meta: str | Path, out: str | Path, opts: BuildOptions | None = None,
                      "covariance": themes["gmm"]["covariance"], "dims": themes["gmm"]["dims"]},
         "source": {"parquet": str(Path(meta).resolve()), "root": entries.root,
                    "rows_total": entries.rows_total, "rows_error": entries.rows_error,
-                   "labels": None if entries.labels_file is None
-                   else str(Path(entries.labels_file).resolve())},
+                   "labels": entries.labels_file},
     }
     thumbs = pack_row_thumbnails(rows, entries.root, opts, log)
     write_index_dir(out, manifest, built.index, rows, pca, model, themes, thumbs)

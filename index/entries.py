@@ -23,6 +23,8 @@ from artylyze.index.errors import IndexBuildError
 BUNDLE_KEY = b"artylyze.bundle"
 ROOT_KEY = b"artylyze.root"
 TRUE_PREFIX = "true_"
+#: Columns of meta.parquet copied into the index's rows as they are (record_id: the museum's).
+PASSTHROUGH = ("split", "record_id")
 #: Fields a theme describes, in the order names are made of them.
 THEME_FIELDS = ("style", "genre", "artist", "nationality", "period")
 #: Predicted columns an index keeps beside the labels (``year`` is the file name's year there).
@@ -248,6 +250,6 @@ def entry_rows(ok: pa.Table, tasks: tuple[str, ...]) -> pa.Table:
         if f"{task}_confident" in ok.column_names:
             cols[f"{task}_confident"] = ok.column(f"{task}_confident").combine_chunks()
     for name in ok.column_names:
-        if name.startswith(TRUE_PREFIX) or name == "split":
+        if name.startswith(TRUE_PREFIX) or name in PASSTHROUGH:
             cols[name] = ok.column(name).combine_chunks().cast(pa.string())
     return pa.table(cols)

@@ -1,10 +1,11 @@
-"""The reference gallery that ships: wikiart11 tagged by the default bundle, indexed small.
+"""The reference gallery that ships: wikiart11 and styles7 tagged by the default bundle,
+indexed small.
 
 Made once by the maintainers, after the default bundle lands (from the repository root)::
 
-    artylyze tag ../shared/datasets/wikiart11/images --out wikiart11.meta.parquet
-    python -m artylyze.index.gallery wikiart11.meta.parquet \\
-        ../shared/datasets/wikiart11/labels.csv
+    artylyze tag ../shared/datasets --include "*/images/*" --out gallery.meta.parquet
+    python -m artylyze.index.gallery gallery.meta.parquet \\
+        ../shared/datasets/wikiart11/labels.csv ../shared/datasets/styles7/labels.csv
 
 Small by design: PCA to ``GALLERY_PCA`` dims and float16 vectors (``SQfp16``: exact search
 on half-precision values) plus a ``GALLERY_THUMBNAILS`` px WebP of every work, so the
@@ -30,15 +31,18 @@ GALLERY_INDEX = "SQfp16"
 GALLERY_THUMBNAILS = 96
 
 
-def build_gallery(meta: str | Path, labels: str | Path, out: str | Path = DEFAULT_GALLERY_DIR,
+def build_gallery(meta: str | Path, labels: str | Path | Sequence[str | Path],
+                  out: str | Path = DEFAULT_GALLERY_DIR,
                   bundle_dir: str | Path = DEFAULT_BUNDLE_DIR, pca: int | None = GALLERY_PCA,
                   log: Callable[[str], None] | None = None) -> BuildResult:
-    """Build the shipped gallery from a tagged wikiart11 meta.parquet and its labels.csv."""
+    """Build the shipped gallery from a meta.parquet of the tagged data sets and their
+    labels.csv files."""
     from artylyze.bundle import load_manifest
 
     dim = load_manifest(bundle_dir).embedding_dim
+    files = (labels,) if isinstance(labels, str | Path) else tuple(labels)
     opts = BuildOptions(pca=pca if pca is not None and pca < dim else None,
-                        index_type=GALLERY_INDEX, labels=labels, bundle_dir=bundle_dir,
+                        index_type=GALLERY_INDEX, labels=files, bundle_dir=bundle_dir,
                         thumbnails=GALLERY_THUMBNAILS)
     result = build(meta, out, opts, log=log)
     forget_build_paths(out)
@@ -50,9 +54,11 @@ def forget_build_paths(index_dir: str | Path) -> None:
     machine that built it (the thumbnails stand in for the collection)."""
     manifest = read_manifest(index_dir)
     source = manifest["source"]
-    for key in ("parquet", "labels"):
-        if source.get(key):
-            source[key] = Path(source[key]).name
+    if source.get("parquet"):
+        source["parquet"] = Path(source["parquet"]).name
+    if source.get("labels"):  # "a/wikiart11/labels.csv, b/styles7/labels.csv"
+        source["labels"] = ", ".join(f"{Path(f).parent.name}/{Path(f).name}"
+                                     for f in source["labels"].split(", "))
     source["root"] = None
     write_json(Path(index_dir) / MANIFEST_FILE, manifest)
 
@@ -61,7 +67,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m artylyze.index.gallery",
                                      description="Build the shipped reference gallery.")
     parser.add_argument("meta", help="wikiart11 meta.parquet tagged with the default bundle")
-    parser.add_argument("labels", help="wikiart11 labels.csv")
+    parser.add_argument("labels", nargs="+", help="the data sets' labels.csv files")
     parser.add_argument("--out", default=str(DEFAULT_GALLERY_DIR))
     parser.add_argument("--bundle", default=str(DEFAULT_BUNDLE_DIR))
     parser.add_argument("--pca", type=int, default=GALLERY_PCA)

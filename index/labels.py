@@ -6,6 +6,7 @@ Kept as ``true_<column>`` beside the predictions, so themes can say which they u
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -70,13 +71,17 @@ def read_labels(path: str | Path) -> pa.Table:
     return table
 
 
-def join_labels(entries: Entries, labels_path: str | Path) -> Entries:
-    """Attach ground truth from a labels CSV (joined on ``path``) as ``true_<column>``.
+def join_labels(entries: Entries, labels_path: str | Path | Sequence[str | Path]) -> Entries:
+    """Attach ground truth from labels CSVs (joined on ``path``) as ``true_<column>``.
 
     Paths are matched exactly, or by their trailing components when the collection was
-    tagged from another root (``images/Baroque/x.jpg`` matches ``Baroque/x.jpg``).
+    tagged from another root (``images/Baroque/x.jpg`` matches ``Baroque/x.jpg``). Several
+    files (one per data set of a joined collection) are read as one table; a column one of
+    them lacks is unknown for its rows.
     """
-    labels = read_labels(labels_path)
+    files = [labels_path] if isinstance(labels_path, str | Path) else list(labels_path)
+    labels = pa.concat_tables([read_labels(f) for f in files], promote_options="permissive")
+    labels_path = ", ".join(str(f) for f in files)
     lookup: dict[str, int] = {}
     for i, p in enumerate(labels.column("path").to_pylist()):
         if p:

@@ -163,11 +163,17 @@ class Gallery:
             value = self.column(TRUE_PREFIX + name)[row] or self.column(name)[row]
             if value is not None:
                 out[name] = value
+        if self.column("record_id")[row] is not None:
+            out["record_id"] = self.column("record_id")[row]
         cluster = self.column("cluster")[row]
         if cluster is not None:
             out["cluster"] = int(cluster)
             out["theme"] = self.index.themes["themes"][int(cluster)]["name"]
         return out
+
+    def record_id(self, query: Query) -> str | None:
+        """The museum's id of a query that is in the index (``tag --records``), else None."""
+        return None if query.row is None else self.column("record_id")[query.row]
 
     def _stored_predictions(self, row: int) -> dict[str, list[dict[str, Any]]]:
         preds = {}

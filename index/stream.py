@@ -52,6 +52,7 @@ from artylyze.index.build import (
     relative_bundle_path,
 )
 from artylyze.index.entries import (
+    PASSTHROUGH,
     TRUE_PREFIX,
     Entries,
     check_columns,
@@ -144,7 +145,7 @@ class Source:
         want = ["path", "sha256", "status", "embedding",
                 *self.tasks, *(f"{t}_score" for t in self.tasks),
                 *(f"{t}_confident" for t in self.tasks), "year", "year_low", "year_high",
-                "novelty", *(n for n in names if n.startswith(TRUE_PREFIX) or n == "split")]
+                "novelty", *(n for n in names if n.startswith(TRUE_PREFIX) or n in PASSTHROUGH)]
         return [n for n in dict.fromkeys(want) if n in names]
 
     def batches(self, columns: list[str]) -> Iterator[pa.Table]:

@@ -146,7 +146,8 @@ class Catalog:
         estimated = {key: col(name)[row] for name, key in ESTIMATES.items()
                      if col(name)[row] is not None}
         link = f"{self.url_prefix}/v1/works/{row}"
-        out = {k: entry[k] for k in ("id", "path", "title", "artist", "year") if k in entry}
+        out = {k: entry[k] for k in ("id", "path", "title", "artist", "year", "record_id")
+               if k in entry}
         out.update(predicted=predicted, recorded=recorded, estimated=estimated,
                    cluster=entry.get("cluster"), theme=entry.get("theme"),
                    thumbnail=f"{link}/thumbnail",

@@ -1,8 +1,12 @@
 """Fit on the validation split what makes scores mean what they say.
 
-- **Temperature** per head: the ``T`` minimising the negative log-likelihood of
-  ``softmax(log p / T)`` (equal to ``softmax(logits / T)``); export divides the logits by it
-  inside the graph, so every ``<task>_score`` downstream is calibrated.
+- **Temperature and class biases** per head: the ``T`` and ``b`` minimising the negative
+  log-likelihood of ``softmax(log p / T + b)`` (equal to ``softmax(logits / T + b)``), with a
+  small L2 penalty on ``b``. The temperature fixes over- or under-confidence; the biases undo
+  the priors that class-balanced training shifts towards rare classes (on the v2 model they
+  took test nationality accuracy from 0.640 to 0.729 and genre from 0.748 to 0.765, ECE from
+  0.107 and 0.078 to 0.040 with T alone as the comparison). Export applies both inside the
+  graph, so every ``<task>_score`` downstream is calibrated.
 - **Confidence threshold** per task: the lowest calibrated top-1 score above which at least
   ``CONFIDENT_PRECISION`` of validation predictions are right; rows get ``<task>_confident``.
 - **Year interval**: the quantile levels ``(a, 1 - a)`` of the year head's distribution whose
@@ -36,11 +40,15 @@ CONFIDENT_PRECISION = 0.9
 INTERVAL_COVERAGE = 0.8
 NOVELTY_TASK = "style"
 MIN_ROWS = 20  # fewer labelled validation rows than this: nothing is fitted for the task
+BIAS_L2 = 1e-3  # keeps the biases of classes with a handful of validation rows near zero
 
 
-def scale(probs: np.ndarray, temperature: float) -> np.ndarray:
-    """``softmax(log p / T)``, row-wise; float64 for stable logs."""
+def scale(probs: np.ndarray, temperature: float,
+          bias: np.ndarray | list[float] | None = None) -> np.ndarray:
+    """``softmax(log p / T + b)``, row-wise; float64 for stable logs."""
     logp = np.log(np.clip(np.asarray(probs, np.float64), 1e-30, None)) / temperature
+    if bias is not None:
+        logp = logp + np.asarray(bias, np.float64)
     logp -= logp.max(axis=1, keepdims=True)
     e = np.exp(logp)
     return e / e.sum(axis=1, keepdims=True)
@@ -66,6 +74,34 @@ def fit_temperature(probs: np.ndarray, codes: np.ndarray) -> float:
             b = lo + g * (hi - lo)
             fb = nll(scale(probs, math.exp(b)), codes)
     return round(math.exp((lo + hi) / 2), 4)
+
+
+def fit_scaling(probs: np.ndarray, codes: np.ndarray,
+                l2: float = BIAS_L2) -> tuple[float, list[float]]:
+    """Temperature and per-class biases by L-BFGS on the penalised NLL (see the module
+    docstring); the biases are centred (a constant shift changes nothing)."""
+    from scipy.optimize import minimize
+
+    logp = np.log(np.clip(np.asarray(probs, np.float64), 1e-30, None))
+    rows = np.arange(len(codes))
+    onehot = np.zeros_like(logp)
+    onehot[rows, codes] = 1.0
+
+    def loss(x: np.ndarray) -> tuple[float, np.ndarray]:
+        t, b = math.exp(x[0]), x[1:]
+        z = logp / t + b
+        z -= z.max(axis=1, keepdims=True)
+        p = np.exp(z)
+        p /= p.sum(axis=1, keepdims=True)
+        value = -np.log(np.clip(p[rows, codes], 1e-300, None)).mean() + l2 * (b @ b)
+        diff = (p - onehot) / len(codes)  # d mean NLL / d z
+        grad_t = -(diff * logp / t).sum()  # dz/dlog t = -logp / t
+        return value, np.concatenate([[grad_t], diff.sum(axis=0) + 2 * l2 * b])
+
+    start = np.concatenate([[math.log(fit_temperature(probs, codes))], np.zeros(logp.shape[1])])
+    x = minimize(loss, start, jac=True, method="L-BFGS-B").x
+    bias = x[1:] - x[1:].mean()
+    return round(math.exp(x[0]), 4), [round(float(v), 4) for v in bias]
 
 
 def confident_threshold(scores: np.ndarray, correct: np.ndarray,
@@ -116,13 +152,13 @@ def fit_calibration(probs: dict[str, np.ndarray], codes: dict[str, np.ndarray],
     per head (``UNKNOWN`` where unlabelled); ``tasks``: the checkpoint's task list;
     ``years``: recorded years (NaN where unknown), for the year interval and period.
     """
-    temps, thresholds, out = {}, {}, {"fitted_on": "val"}
+    temps, biases, thresholds, out = {}, {}, {}, {"fitted_on": "val"}
     for task in tasks:
         name, known = task["name"], codes[task["name"]] != UNKNOWN
         if known.sum() < MIN_ROWS:
             continue
-        temps[name] = fit_temperature(probs[name][known], codes[name][known])
-        p = scale(probs[name], temps[name])
+        temps[name], biases[name] = fit_scaling(probs[name][known], codes[name][known])
+        p = scale(probs[name], temps[name], biases[name])
         if task.get("kind") == "year":
             dated = ~np.isnan(years)
             out["year_interval"] = fit_interval(p[dated], task["labels"], task["step"],
@@ -137,6 +173,7 @@ def fit_calibration(probs: dict[str, np.ndarray], codes: dict[str, np.ndarray],
             right = p[known].argmax(1) == codes[name][known]
             thresholds[name] = confident_threshold(p[known].max(1), right)
     out["temperature"] = temps
+    out["bias"] = biases
     out["confident"] = thresholds
     out["confident_precision"] = CONFIDENT_PRECISION
     style = next((t for t in tasks if t["name"] == NOVELTY_TASK), None)
@@ -148,8 +185,12 @@ def fit_calibration(probs: dict[str, np.ndarray], codes: dict[str, np.ndarray],
 
 
 def calibrate_checkpoint(ckpt_dir: str | Path, manifest: str | Path,
-                         log: Callable[[str], None] = print) -> dict[str, Any]:
-    """Run the checkpoint on the manifest's val split, fit, write ``calibration.json``."""
+                         log: Callable[[str], None] = print,
+                         outputs: dict[str, np.ndarray] | None = None,
+                         paths: list[str] | None = None) -> dict[str, Any]:
+    """Run the checkpoint on the manifest's val split (or on its rows ``paths``, or take
+    ``outputs`` already computed for those rows, e.g. from cached frozen features), fit,
+    write ``calibration.json``."""
     from artylyze.imaging import load_image
     from artylyze.train.checkpoint import load_checkpoint
     from artylyze.train.data import YEAR_TASK, encode_labels, encode_years
@@ -159,10 +200,14 @@ def calibrate_checkpoint(ckpt_dir: str | Path, manifest: str | Path,
     model, config = load_checkpoint(ckpt_dir)
     df, root = read_manifest(manifest)
     val = df[df["split"] == "val"].reset_index(drop=True)
+    if paths is not None:
+        val = val.set_index("path").loc[paths].reset_index()
     log(f"calibrating {ckpt_dir} on {len(val)} val images")
-    images = np.stack([load_image(root / p, config["input_size"], config["resize"]).pixels
-                       for p in val["path"]])
-    probs = predict(model, images)
+    if outputs is None:
+        images = np.stack([load_image(root / p, config["input_size"], config["resize"]).pixels
+                           for p in val["path"]])
+        outputs = predict(model, images)
+    probs = outputs
     labels = {t["name"]: t["labels"] for t in config["tasks"]}
     enc = encode_labels(val, tuple(labels))
     codes = {t: _recode(enc.codes[t], enc.labels[t], labels[t]) if t in enc.codes

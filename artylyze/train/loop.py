@@ -274,6 +274,16 @@ class Trainer:
                                                                    self.enc.labels), None)
         return self.out / "best"
 
+    def frozen_val_outputs(self, best: Path) -> dict[str, np.ndarray]:
+        """The best checkpoint's val outputs from the cached features (no second pass over
+        the images): unit embeddings and softmax per task, as ``predict`` gives."""
+        load_weights(self.model, best)
+        self.model.eval()
+        with torch.no_grad():
+            out = self.model.from_features(self.features("val"))
+        return {k: (F.normalize(v, dim=1) if k == "embedding" else v.softmax(1)).numpy()
+                for k, v in out.items()}
+
     # ---- fine-tuning ---------------------------------------------------------------------
     def param_groups(self) -> list[dict]:
         cfg = self.cfg
@@ -388,5 +398,6 @@ def train(cfg: TrainConfig, log: Log = print) -> Path:
     best = trainer.run_frozen() if cfg.mode == "frozen" else trainer.run_finetune()
     from artylyze.train.calibrate import calibrate_checkpoint
 
-    calibrate_checkpoint(best, cfg.manifest, log)
+    outputs = trainer.frozen_val_outputs(best) if cfg.mode == "frozen" else None
+    calibrate_checkpoint(best, cfg.manifest, log, outputs, trainer.splits["val"].paths)
     return best

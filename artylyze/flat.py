@@ -1,0 +1,155 @@
+"""Flat exports of a meta.parquet for spreadsheets and collection systems: CSV and JSON lines.
+
+One row per file and one column per scalar column of meta.parquet, in its order: ``path``
+(and ``record_id`` when records were attached), the file's facts, ``status`` / ``error``,
+and per task ``<task>`` and ``<task>_score`` (plus whatever scalar columns the model adds,
+such as ``year`` or ``<task>_confident``). The ``<task>_top`` lists and the embedding are
+left out unless asked: they are nested and large.
+
+Round trips, so a system can key its records on them:
+
+- ``path`` is meta.parquet's text as it is: valid UTF-8 even for names that are not
+  (undecodable bytes as ``\\xHH``, a backslash doubled; :func:`artylyze.store.decode_path`
+  gives the file back). Commas, quotes and newlines in names are quoted per RFC 4180.
+- In CSV every text is quoted and a null is an empty cell, so null and ``""`` differ.
+  Nested values (``--top``, ``--embedding``) are JSON text in one cell; in JSON lines they
+  are JSON lists.
+- Scores are written as the shortest decimal that reads back as the same float32;
+  ``tagged_at`` as RFC 3339 in UTC (``2026-01-31T12:00:00.123456Z``).
+
+Both are written atomically (temp file + rename) a batch at a time, so memory stays flat.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import IO
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from artylyze.atomic import atomic_write
+from artylyze.metafile import MetaFile, open_meta
+
+FORMATS = ("csv", "jsonl")
+
+
+@dataclass(frozen=True)
+class FlatOptions:
+    """What goes into a flat export beyond the scalar columns."""
+
+    top: bool = False  # the <task>_top lists (label + score, best first)
+    embedding: bool = False  # the embedding vector
+
+
+def columns(meta: MetaFile, options: FlatOptions) -> list[str]:
+    """The columns of an export, in meta.parquet's order."""
+    out = []
+    for f in meta.schema:
+        nested = pa.types.is_nested(f.type)
+        if f.name == "embedding":
+            if options.embedding:
+                out.append(f.name)
+        elif f.name.endswith("_top") and nested:
+            if options.top:
+                out.append(f.name)
+        elif not nested:
+            out.append(f.name)
+    return out
+
+
+def _short_floats(arr: pa.Array) -> pa.Array:
+    """Every float32 in ``arr``, at any depth, as the float64 of its shortest decimal
+    (0.97106737, not 0.9710673689842224): what the JSON and CSV writers then print."""
+    t = arr.type
+    mask = arr.is_null() if arr.null_count else None
+    if t == pa.float32():
+        return pc.cast(pc.cast(arr, pa.string()), pa.float64())
+    if pa.types.is_struct(t):
+        children = [_short_floats(c) for c in arr.flatten()]
+        return pa.StructArray.from_arrays(children, names=[f.name for f in t], mask=mask)
+    if pa.types.is_fixed_size_list(t):  # .values, not .flatten(): that skips null rows
+        size = t.list_size
+        children = arr.values.slice(arr.offset * size, len(arr) * size)
+        return pa.FixedSizeListArray.from_arrays(_short_floats(children), size, mask=mask)
+    if pa.types.is_list(t):
+        start, end = arr.offsets[0].as_py(), arr.offsets[-1].as_py()
+        children = arr.values.slice(start, end - start)
+        return pa.ListArray.from_arrays(pc.subtract(arr.offsets, start), _short_floats(children),
+                                        mask=mask)
+    return arr
+
+
+def _plain(column: pa.ChunkedArray) -> pa.Array:
+    """One column in export form: timestamps as RFC 3339 text, float32 as short decimals."""
+    arr = column.combine_chunks()
+    if pa.types.is_timestamp(arr.type):
+        if arr.type.tz != "UTC":
+            arr = arr.cast(pa.timestamp(arr.type.unit, tz="UTC"))
+        return pc.strftime(arr, format="%Y-%m-%dT%H:%M:%SZ")
+    return _short_floats(arr)
+
+
+def _batches(meta: MetaFile, names: list[str]) -> Iterator[pa.Table]:
+    for batch in meta.batches(names):
+        yield pa.table({n: _plain(batch.column(n)) for n in names})
+
+
+def _json(value: object) -> str:
+    return json.dumps(value, ensure_ascii=False, allow_nan=False)
+
+
+def _write_jsonl(tables: Iterator[pa.Table], f: IO[bytes], names: list[str]) -> int:
+    rows = 0
+    for table in tables:
+        for row in table.to_pylist():
+            f.write(_json(row).encode() + b"\n")
+            rows += 1
+    return rows
+
+
+def _write_csv(tables: Iterator[pa.Table], f: IO[bytes], names: list[str]) -> int:
+    import pyarrow.csv as pacsv
+
+    rows = 0
+    writer = None
+    options = pacsv.WriteOptions(quoting_style="needed")
+    for table in tables:
+        cells = {n: _as_json_text(table.column(n)) for n in table.column_names}
+        table = pa.table(cells)
+        if writer is None:
+            writer = pacsv.CSVWriter(f, table.schema, write_options=options)
+        writer.write_table(table)
+        rows += table.num_rows
+    if writer is None:  # no rows: the header still says what the columns are
+        empty = pa.schema([(n, pa.string()) for n in names])
+        writer = pacsv.CSVWriter(f, empty, write_options=options)
+    writer.close()
+    return rows
+
+
+def _as_json_text(column: pa.ChunkedArray) -> pa.ChunkedArray | pa.Array:
+    if not pa.types.is_nested(column.type):
+        return column
+    return pa.array([None if v is None else _json(v) for v in column.to_pylist()], pa.string())
+
+
+def export_flat(meta_path: str | os.PathLike[str], out: str | os.PathLike[str], fmt: str,
+                options: FlatOptions | None = None) -> int:
+    """Write ``out`` as ``fmt`` (csv or jsonl) from a meta.parquet; returns the rows written."""
+    if fmt not in FORMATS:
+        raise ValueError(f"format must be one of {FORMATS}, got {fmt!r}")
+    options = options or FlatOptions()
+    meta = open_meta(meta_path)
+    names = columns(meta, options)
+    write = _write_csv if fmt == "csv" else _write_jsonl
+    written = [0]
+
+    def run(f: IO[bytes]) -> None:
+        written[0] = write(_batches(meta, names), f, names)
+
+    atomic_write(out, run)
+    return written[0]

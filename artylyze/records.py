@@ -1,0 +1,304 @@
+"""Museum records: a table keyed by an id column (an accession number) that names image files,
+joined onto ArtyLyze's outputs so they carry the museum's id as ``record_id``.
+
+A record's file name is matched against each output path from the most specific form to the
+least: the absolute path under the collection root, the relative path, then the path's
+trailing components (``scans/1985/a.tif``, ``1985/a.tif``, ``a.tif``: records that name
+bare files), and last the records' own trailing components (``collection/scans/a.tif``
+for the path ``scans/a.tif``: records made from a parent folder), used only where just one
+record ends that way. One file named under two different ids is refused: a wrong id is
+worse than none. Ids are always text (``1985.52.1`` is not a float).
+
+``attach_records`` adds the column to a meta.parquet after ``tag`` has written it, one file
+at a time and atomically, under the output's lock. Each file records which records table
+(sha256) and columns made its ids, so an unchanged table costs nothing on the next run; a
+later ``tag`` without ``--records`` finds that note and joins the same table again.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import IO
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from artylyze.atomic import atomic_write
+from artylyze.bundle import sha256_file
+from artylyze.errors import ArtyLyzeError
+from artylyze.store import META_ROOT, ROW_GROUP_ROWS, OutputLock, OutputTarget
+
+RECORD_ID = "record_id"
+META_RECORDS = b"artylyze.records"
+DEFAULT_ID_COLUMN = "id"
+DEFAULT_FILE_COLUMN = "file"
+FORMATS = (".csv", ".parquet", ".jsonl", ".ndjson")
+JOIN_VERSION = 1  # recorded with the ids: a change to the matching rules joins again
+
+
+class RecordsError(ArtyLyzeError):
+    """The records table cannot be read or does not map files to ids unambiguously."""
+
+
+@dataclass(frozen=True)
+class RecordSpec:
+    """Which table, and which of its columns hold the id and the file name."""
+
+    table: Path
+    id_column: str = DEFAULT_ID_COLUMN
+    file_column: str = DEFAULT_FILE_COLUMN
+
+    def to_dict(self, sha256: str) -> dict[str, str]:
+        return {"table": str(Path(self.table).absolute()), "sha256": sha256,
+                "id_column": self.id_column, "file_column": self.file_column,
+                "join": JOIN_VERSION}
+
+
+def _normal(name: str) -> str:
+    """A file name as records tables write it -> the key it is matched by."""
+    text = name.strip().replace("\\", "/")
+    while text.startswith("./"):
+        text = text[2:]
+    return text
+
+
+def _keys(path: str, root: str | None) -> list[str]:
+    """Lookup keys of an output path, most specific first."""
+    parts = PurePosixPath(path).parts
+    keys = [f"{root.rstrip('/')}/{path}"] if root else []
+    return keys + ["/".join(parts[i:]) for i in range(len(parts))]
+
+
+def _tails(ids: dict[str, str]) -> dict[str, str | None]:
+    """Proper trailing components of every record's file -> its key (None: several)."""
+    tails: dict[str, str | None] = {}
+    for key in ids:
+        parts = PurePosixPath(key).parts
+        for i in range(1, len(parts)):
+            tail = "/".join(parts[i:])
+            tails[tail] = key if tails.get(tail, key) == key else None
+    return tails
+
+
+@dataclass
+class Records:
+    """File key -> record id, plus what the join found (for the run's summary)."""
+
+    spec: RecordSpec
+    sha256: str
+    ids: dict[str, str]
+    rows: int
+    skipped: int  # rows without an id or a file name
+    used: set[str] = field(default_factory=set)  # keys that matched an output path
+    tails: dict[str, str | None] | None = None  # made on the first lookup that needs them
+
+    def lookup(self, path: str, root: str | None = None) -> str | None:
+        """The record id of an output path (relative to ``root``), or None."""
+        key = next((k for k in _keys(path, root) if k in self.ids), None)
+        if key is None:
+            if self.tails is None:
+                self.tails = _tails(self.ids)
+            key = self.tails.get(path)
+        if key is None:
+            return None
+        self.used.add(key)
+        return self.ids[key]
+
+    def lookup_all(self, paths: Iterable[str], root: str | None = None) -> list[str | None]:
+        return [self.lookup(p, root) for p in paths]
+
+    @property
+    def unmatched(self) -> int:
+        """Records whose file name matched no output path."""
+        return len(self.ids) - len(self.used)
+
+
+def _read_table(path: Path) -> pa.Table:
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".parquet":
+            return pq.read_table(path)
+        if suffix in (".jsonl", ".ndjson"):
+            return _read_json_lines(path)
+        import pyarrow.csv as pacsv
+
+        names = pacsv.read_csv(path, read_options=pacsv.ReadOptions(block_size=1 << 16))
+        return pacsv.read_csv(path, convert_options=pacsv.ConvertOptions(
+            column_types={n: pa.string() for n in names.column_names},
+            strings_can_be_null=True))
+    except (OSError, UnicodeDecodeError, pa.ArrowException) as e:
+        raise RecordsError(f"{path}: not a readable records table ({e})") from e
+
+
+def _read_json_lines(path: Path) -> pa.Table:
+    """JSON lines read as text columns: one object per line, types may differ per row
+    (an id is 12 in one record and "1985.1" in the next)."""
+    rows: list[dict[str, object]] = []
+    with open(path, encoding="utf-8") as f:
+        for number, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except ValueError as e:
+                raise RecordsError(f"{path}, line {number}: not JSON ({e})") from e
+            if not isinstance(row, dict):
+                raise RecordsError(f"{path}, line {number}: not a JSON object")
+            rows.append(row)
+    names = dict.fromkeys(k for row in rows for k in row)
+    return pa.table({n: pa.array(_text([row.get(n) for row in rows]), pa.string())
+                     for n in names})
+
+
+def _text(values: list[object]) -> list[str | None]:
+    out = []
+    for v in values:
+        text = None if v is None else str(v).strip()
+        out.append(text or None)
+    return out
+
+
+def load_records(spec: RecordSpec) -> Records:
+    """Read the table (CSV, Parquet or JSON lines) and index its ids by file name."""
+    path = Path(spec.table)
+    if not path.is_file():
+        raise RecordsError(f"{path}: no such records table")
+    if path.suffix.lower() not in FORMATS:
+        raise RecordsError(f"{path}: records must be one of {', '.join(FORMATS)}")
+    table = _read_table(path)
+    for column, option in ((spec.id_column, "--id-column"), (spec.file_column, "--file-column")):
+        if column not in table.column_names:
+            raise RecordsError(f"{path}: no column {column!r} ({option}); it has "
+                               f"{', '.join(table.column_names)}")
+    ids = _text(table.column(spec.id_column).to_pylist())
+    files = _text(table.column(spec.file_column).to_pylist())
+    by_key: dict[str, str] = {}
+    clashes: list[str] = []
+    skipped = 0
+    for rid, name in zip(ids, files, strict=True):
+        if rid is None or name is None:
+            skipped += 1
+            continue
+        key = _normal(name)
+        old = by_key.setdefault(key, rid)
+        if old != rid:
+            clashes.append(f"{name!r} ({old}, {rid})")
+    if clashes:
+        shown = "; ".join(clashes[:3]) + (f" and {len(clashes) - 3} more" if len(clashes) > 3
+                                          else "")
+        raise RecordsError(f"{path}: files listed under two different ids: {shown}")
+    return Records(spec, sha256_file(path), by_key, table.num_rows, skipped)
+
+
+# ---------------------------------------------------------------- meta.parquet
+
+@dataclass
+class AttachReport:
+    """What attaching ids to an output did."""
+
+    rows: int = 0
+    matched: int = 0  # rows that got an id
+    files_rewritten: int = 0
+    files_unchanged: int = 0  # their ids came from the same table already
+    records_unmatched: int | None = None  # records naming no file (None: not every file joined)
+
+
+def recorded_spec(out: str | os.PathLike[str]) -> RecordSpec | None:
+    """The records table an existing output's ids came from (None if it has none)."""
+    for file in OutputTarget.resolve(out).files():
+        note = _note(pq.read_schema(file))
+        if note:
+            return RecordSpec(Path(note["table"]), note["id_column"], note["file_column"])
+    return None
+
+
+def records_for_run(out: str | os.PathLike[str], spec: RecordSpec | None
+                    ) -> tuple[Records | None, str | None]:
+    """The records a ``tag`` run attaches: ``spec`` if given (read now, so a bad table fails
+    before hours of tagging), else the table the output's ids came from. Returns them and
+    a warning when that table is gone (the ids then disappear from rewritten files)."""
+    if spec is not None:
+        return load_records(spec), None
+    recorded = recorded_spec(out)
+    if recorded is None:
+        return None, None
+    if not Path(recorded.table).is_file():
+        return None, (f"the records table {recorded.table} that gave {out} its record ids is "
+                      "gone; pass --records to keep them")
+    return load_records(recorded), None
+
+
+def _note(schema: pa.Schema) -> dict[str, str] | None:
+    try:
+        return json.loads((schema.metadata or {})[META_RECORDS])
+    except (KeyError, ValueError):
+        return None
+
+
+def attach_records(out: str | os.PathLike[str], records: Records) -> AttachReport:
+    """Give every row of the output ``out`` (file or part folder) its ``record_id``.
+
+    Files whose ids were made from the same table and columns are left as they are; the
+    others are rewritten (temp file + rename) with the column right after ``path``.
+    """
+    note = records.spec.to_dict(records.sha256)
+    target = OutputTarget.resolve(out)
+    report = AttachReport()
+    with OutputLock(target):
+        files = target.files()
+        if not files:
+            raise RecordsError(f"{target.path}: no output to attach record ids to")
+        _remove_stale_temps(target)
+        for file in files:
+            schema = pq.read_schema(file)
+            root = (schema.metadata or {}).get(META_ROOT, b"").decode() or None
+            if _note(schema) == note and RECORD_ID in schema.names:
+                report.files_unchanged += 1
+                report.rows += pq.ParquetFile(file).metadata.num_rows
+                column = pq.read_table(file, columns=[RECORD_ID]).column(RECORD_ID)
+                report.matched += len(column) - column.null_count
+                continue
+            rows, matched = _rewrite(file, schema, records, note, root)
+            report.rows += rows
+            report.matched += matched
+            report.files_rewritten += 1
+    # only a join of every file sees every record that matches
+    report.records_unmatched = None if report.files_unchanged else records.unmatched
+    return report
+
+
+def _remove_stale_temps(target: OutputTarget) -> None:
+    """Temp files of an attach killed before its rename (they would block the next tag)."""
+    folder, pattern = ((target.path, "*.parquet.*.tmp") if target.dataset
+                       else (target.path.parent, f"{target.path.name}.*.tmp"))
+    for stale in folder.glob(pattern):
+        stale.unlink(missing_ok=True)
+
+
+def _rewrite(file: Path, schema: pa.Schema, records: Records, note: dict[str, str],
+             root: str | None) -> tuple[int, int]:
+    base = schema.remove(schema.get_field_index(RECORD_ID)) if RECORD_ID in schema.names \
+        else schema
+    meta = dict(schema.metadata or {})
+    meta[META_RECORDS] = json.dumps(note, ensure_ascii=False).encode()
+    at = base.get_field_index("path") + 1
+    out_schema = base.insert(at, pa.field(RECORD_ID, pa.string())).with_metadata(meta)
+    counts = [0, 0]
+
+    def write(f: IO[bytes]) -> None:
+        with pq.ParquetWriter(f, out_schema, compression="zstd") as w:
+            for batch in pq.ParquetFile(file).iter_batches(batch_size=ROW_GROUP_ROWS,
+                                                          columns=base.names):
+                table = pa.Table.from_batches([batch])
+                ids = records.lookup_all(table.column("path").to_pylist(), root)
+                table = table.add_column(at, RECORD_ID, pa.array(ids, pa.string()))
+                w.write_table(table.cast(out_schema), row_group_size=ROW_GROUP_ROWS)
+                counts[0] += table.num_rows
+                counts[1] += sum(i is not None for i in ids)
+
+    atomic_write(file, write)
+    return counts[0], counts[1]

@@ -1,0 +1,100 @@
+"""``artylyze write``: meta.parquet -> XMP sidecars, CSV, JSON lines (where curators read).
+
+Exit status: 0 when everything asked was written; 1 when some sidecars could not be (an
+existing sidecar that is not XMP is left alone and listed); 2 when nothing could start
+(no such meta.parquet, no collection root, bad options).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from artylyze.cli.errors import cli_errors
+
+SHOWN_FAILURES = 10
+
+
+def write(
+    meta: Annotated[Path, typer.Argument(
+        exists=True, help="meta.parquet from `artylyze tag` (a file, or a folder of parts).")],
+    xmp: Annotated[bool, typer.Option(
+        "--xmp", help="Write an XMP sidecar (IMAGE.jpg.xmp) per tagged image: IPTC artwork "
+        "fields, keywords and ArtyLyze's labels; other tools' fields are kept.")] = False,
+    sidecar_dir: Annotated[Path | None, typer.Option(
+        "--sidecar-dir", file_okay=False, help="Put the sidecars under this folder (same "
+        "relative paths) instead of beside the images, e.g. for a read-only collection. "
+        "Implies --xmp.")] = None,
+    root: Annotated[Path | None, typer.Option(
+        "--root", file_okay=False, help="The collection folder, if it moved since tagging "
+        "(default: the one meta.parquet records).")] = None,
+    min_score: Annotated[float, typer.Option(
+        "--min-score", min=0.0, max=1.0, help="Labels at least this sure go into the IPTC "
+        "fields and keywords (models with <task>_confident use that instead).")] = 0.5,
+    creator_min_score: Annotated[float, typer.Option(
+        "--creator-min-score", min=0.0, max=1.0, help="The predicted artist is suggested as "
+        "the artwork's creator from this score; never over a creator already there.")] = 0.8,
+    creator: Annotated[bool, typer.Option(
+        "--creator/--no-creator", help="Suggest the predicted artist as the creator.")] = True,
+    force: Annotated[bool, typer.Option(
+        "--force", help="Rewrite sidecars even where they are up to date.")] = False,
+    csv_out: Annotated[Path | None, typer.Option(
+        "--csv", dir_okay=False, help="Write a CSV: one row per file, one column per "
+        "label and score.")] = None,
+    jsonl_out: Annotated[Path | None, typer.Option(
+        "--jsonl", dir_okay=False, help="Write JSON lines: one object per file.")] = None,
+    top: Annotated[bool, typer.Option(
+        "--top", help="CSV/JSONL: add the <task>_top lists (label and score, best first).")
+    ] = False,
+    embedding: Annotated[bool, typer.Option(
+        "--embedding", help="CSV/JSONL: add the embedding vector.")] = False,
+    quiet: Annotated[bool, typer.Option(
+        "--quiet", "-q", help="No summary; failures still go to stderr.")] = False,
+) -> None:
+    """Write the labels of META where curators use them: XMP sidecars (incremental: only
+    sidecars whose row changed are rewritten), CSV or JSON lines. Originals are never
+    touched."""
+    xmp = xmp or sidecar_dir is not None
+    if not (xmp or csv_out or jsonl_out):
+        raise typer.BadParameter("say what to write: --xmp, --csv FILE and/or --jsonl FILE",
+                                 param_hint="--xmp/--csv/--jsonl")
+    from artylyze.flat import FlatOptions, export_flat
+    from artylyze.sidecar import SidecarOptions, write_sidecars
+
+    lines: list[str] = []
+    failed: list[tuple[str, str]] = []
+    with cli_errors():
+        flat = FlatOptions(top=top, embedding=embedding)
+        for out, fmt in ((csv_out, "csv"), (jsonl_out, "jsonl")):
+            if out is not None:
+                rows = export_flat(meta, out, fmt, flat)
+                lines.append(f"wrote {rows:,} rows to {out}")
+        if xmp:
+            options = SidecarOptions(sidecar_dir=sidecar_dir, root=root, min_score=min_score,
+                                     creator_min_score=creator_min_score, creator=creator,
+                                     force=force)
+            report = write_sidecars(meta, options)
+            failed = report.failed
+            lines.append(format_sidecars(report))
+    if not quiet:
+        typer.echo("\n".join(lines))
+    for path, reason in failed[:SHOWN_FAILURES]:
+        typer.echo(f"error: {path}: {reason}", err=True)
+    if len(failed) > SHOWN_FAILURES:
+        typer.echo(f"error: ... and {len(failed) - SHOWN_FAILURES} more", err=True)
+    if failed:
+        raise typer.Exit(1)
+
+
+def format_sidecars(r) -> str:
+    """One line: what happened to each tagged file's sidecar."""
+    parts = [f"wrote {r.written:,} XMP sidecars in {r.folder}", f"{r.unchanged:,} up to date"]
+    if r.not_ok:
+        parts.append(f"{r.not_ok:,} error rows skipped")
+    if r.missing:
+        parts.append(f"{r.missing:,} images no longer found")
+    if r.failed:
+        parts.append(f"{len(r.failed):,} failed")
+    return ", ".join(parts)
