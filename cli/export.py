@@ -63,6 +63,10 @@ def export(
     threads: Annotated[int | None, typer.Option(
         "--threads", min=1, help="onnxruntime threads for checks and timing "
         "(default: usable cores).")] = None,
+    metrics: Annotated[Path | None, typer.Option(
+        "--metrics", exists=True, dir_okay=False,
+        help="metrics.json from `artylyze evaluate CHECKPOINT` on the test split, recorded "
+             "in the manifest as the model's test metrics.")] = None,
     quiet: Annotated[bool, typer.Option(
         "--quiet", "-q", help="No progress; print only the result.")] = False,
 ) -> None:
@@ -82,7 +86,7 @@ def export(
                 check_count=check_count, data=data, calibration=calibration,
                 calibration_count=calibration_count, eval_labels=eval_labels,
                 eval_count=eval_count, max_style_drop=max_style_drop, threads=threads,
-                progress=reporter,
+                progress=reporter, test_metrics=metrics,
             )
         finally:
             reporter.close()

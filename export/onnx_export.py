@@ -63,6 +63,7 @@ def export_bundle(
     max_style_drop: float = MAX_STYLE_DROP,
     threads: int | None = None,
     progress: Progress | None = None,
+    test_metrics: str | os.PathLike[str] | None = None,
 ) -> Manifest:
     """Export the checkpoint in ``ckpt_dir`` as a bundle in ``out_dir`` and return its manifest.
 
@@ -71,6 +72,8 @@ def export_bundle(
     train split), accuracy on ``eval_labels`` (default: the test split, all of it unless
     ``eval_count``). Defaults come from ``data`` (a wikiart11-like folder, CSV or manifest),
     else the training manifest named in the checkpoint, else ../shared/datasets/wikiart11.
+    ``test_metrics``: an ``artylyze evaluate`` metrics.json, summarised into the manifest
+    (the checkpoint's own ``metrics`` otherwise).
     Raises :class:`ExportError` when the graph, parity or the int8 bar fail.
     """
     from artylyze.train.calibrate import read_calibration
@@ -118,8 +121,9 @@ def export_bundle(
             resize=spec.resize, tasks=spec.tasks, embedding_dim=spec.embedding_dim,
             model_sha256=sha256_file(staging / MODEL_FILE),
             extra={
-                "training": config.get("data"),
-                "metrics": config.get("metrics"),
+                "training": _portable(config.get("data")),
+                "metrics": (summarise_metrics(test_metrics) if test_metrics is not None
+                            else config.get("metrics")),
                 "parity": {**parity.to_dict(), "source": _describe(check_source)},
                 "quantization": quant,
                 **({"calibration": fitted} if fitted else {}),
@@ -135,6 +139,27 @@ def export_bundle(
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return manifest
+
+
+def _portable(data: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The training summary without paths of the machine that trained (bundles travel)."""
+    if not data or not data.get("manifest"):
+        return data
+    return {**data, "manifest": Path(str(data["manifest"])).name}
+
+
+def summarise_metrics(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The headline figures of an evaluate metrics.json (no confusion matrices)."""
+    import json
+
+    try:
+        result = json.loads(Path(path).read_text())
+        tasks = {t: {k: m[k] for k in ("n", "accuracy", "macro_f1", "top3_accuracy", "ece")
+                     if k in m} for t, m in result["tasks"].items()}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
+        raise ExportError(f"{path}: not an `artylyze evaluate` metrics.json ({e})") from e
+    return {"split": result.get("split"), "n": result.get("n"), "tasks": tasks,
+            **{k: result[k] for k in ("date", "style_by_source") if k in result}}
 
 
 @dataclass(frozen=True)
