@@ -16,6 +16,7 @@ from artylyze.cli import (
     export,
     index,
     report,
+    serve,
     similar,
     tag,
     train,
@@ -66,6 +67,7 @@ app.command("train")(train.train)
 app.command("evaluate")(evaluate.evaluate)
 app.command("export")(export.export)
 app.command("write")(write.write)
+app.command("serve")(serve.serve)
 
 
 def main() -> None:
