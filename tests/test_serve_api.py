@@ -25,7 +25,9 @@ from serve_support import (
     with_options,
 )
 
+from artylyze.bundle import DEFAULT_BUNDLE_DIR
 from artylyze.imaging import load_image
+from artylyze.index.store import DEFAULT_GALLERY_DIR
 from artylyze.predict import predictions
 from artylyze.serve.app import create_app
 from artylyze.serve.options import ServeOptions
@@ -82,6 +84,18 @@ def test_info_and_health_describe_the_model_and_collection(client, service) -> N
     assert info["limits"]["max_upload_bytes"] == ServeOptions.max_upload_bytes
     health = client.get("/healthz").json()
     assert health["status"] == "ok" and health["works"] == info["works"]
+
+
+def test_with_no_options_it_serves_the_shipped_model_and_gallery() -> None:
+    service = Service.open(ServeOptions())
+    client = TestClient(create_app(service))
+    shipped = service.gallery.index
+    assert shipped.path == DEFAULT_GALLERY_DIR and service.bundle.path == DEFAULT_BUNDLE_DIR
+    assert client.get("/v1/info").json()["works"] == shipped.count
+    answer = client.post("/v1/similar", files=image_file(EXAMPLE)).json()
+    assert len(answer["results"]) == 10
+    assert client.get(answer["results"][0]["thumbnail"]).status_code == 200
+    service.close()
 
 
 def test_tag_gives_the_fields_of_a_meta_parquet_row(client, service) -> None:
