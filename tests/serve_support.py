@@ -50,15 +50,42 @@ def calibrate(bundle_dir: Path, confident: dict[str, float], seed: int = 0) -> P
     return bundle_dir
 
 
-def v2_collection(tmp: Path, n: int = 24) -> dict[str, Path]:
-    """Images, a calibrated tiny bundle, the meta.parquet ``tag`` writes, and its index."""
+def v2_collection(tmp: Path, n: int = 24, calibrated: bool = True) -> dict[str, Path]:
+    """Images, a (calibrated) tiny bundle, the meta.parquet ``tag`` writes, and its index."""
     root = tmp / "images"
     write_images(root, n=n)
-    bundle_dir = calibrate(make_tiny_bundle(tmp / "bundle"), {"style": 0.5, "genre": 0.5})
+    bundle_dir = make_tiny_bundle(tmp / "bundle")
+    if calibrated:
+        calibrate(bundle_dir, {"style": 0.5, "genre": 0.5})
     meta = tmp / "meta.parquet"
     tag_collection(root, meta, load_bundle(bundle_dir), TagOptions(workers=1, threads=1))
     build(meta, tmp / "idx", BuildOptions(gmm_k=3, kmeans_k=3, bundle_dir=bundle_dir))
     return {"root": root, "bundle": bundle_dir, "meta": meta, "idx": tmp / "idx"}
+
+
+_REAL: dict[str, dict[str, Path]] = {}
+
+
+def real_collection(tmp_path_factory, wikiart: Path, per_style: int = 10) -> dict[str, Path]:
+    """Real paintings (``per_style`` of each wikiart11 style, and the examples) tagged by the
+    shipped bundle into meta.parquet, and its index with packed thumbnails: what a museum
+    would serve. Built once per test session, whatever model is shipped at the time."""
+    key = str(tmp_path_factory.getbasetemp())
+    if key not in _REAL:
+        tmp = tmp_path_factory.mktemp("real")
+        root = tmp / "collection"
+        for folder in sorted(p for p in (wikiart / "images").iterdir() if p.is_dir()):
+            (root / folder.name).mkdir(parents=True)
+            for f in sorted(folder.glob("*.jpg"))[:per_style]:
+                (root / folder.name / f.name).write_bytes(f.read_bytes())
+        (root / "examples").mkdir()
+        for f in sorted(EXAMPLES.glob("*.jpg")):
+            (root / "examples" / f.name).write_bytes(f.read_bytes())
+        meta = tmp / "meta.parquet"
+        tag_collection(root, meta, load_bundle(), TagOptions())
+        build(meta, tmp / "idx", BuildOptions(gmm_k=4, kmeans_k=4, thumbnails=64))
+        _REAL[key] = {"root": root, "meta": meta, "idx": tmp / "idx"}
+    return _REAL[key]
 
 
 def image_file(path: Path) -> dict[str, tuple[str, bytes, str]]:

@@ -1,5 +1,6 @@
-"""The JSON API over the shipped model and gallery: every endpoint, and every refusal with
-its exact status, kind and message (no 500s, no hangs)."""
+"""The JSON API over the shipped model and real paintings tagged and indexed with it: every
+endpoint, and every refusal with its exact status, kind and message (no 500s, no hangs).
+Labels and tasks are read from the model, so a new shipped model passes the same tests."""
 
 from __future__ import annotations
 
@@ -14,22 +15,34 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
-from serve_support import ERROR_KEYS, EXAMPLE, EXAMPLES, image_file, with_options
+from serve_support import (
+    ERROR_KEYS,
+    EXAMPLE,
+    EXAMPLES,
+    image_file,
+    real_collection,
+    v2_collection,
+    with_options,
+)
 
+from artylyze.bundle import DEFAULT_BUNDLE_DIR
 from artylyze.imaging import load_image
-from artylyze.index.store import DEFAULT_GALLERY_DIR, read_manifest
+from artylyze.index.store import DEFAULT_GALLERY_DIR
 from artylyze.predict import predictions
 from artylyze.serve.app import create_app
 from artylyze.serve.options import ServeOptions
 from artylyze.serve.service import Service
 from artylyze.store import make_schema
 
-GALLERY_COUNT = int(read_manifest(DEFAULT_GALLERY_DIR)["count"])
+
+@pytest.fixture(scope="module")
+def collection(tmp_path_factory, wikiart):
+    return real_collection(tmp_path_factory, wikiart)
 
 
 @pytest.fixture(scope="module")
-def service() -> Service:
-    service = Service.open(ServeOptions())
+def service(collection) -> Service:
+    service = Service.open(ServeOptions(index=collection["idx"], meta=collection["meta"]))
     service.warm_up()
     yield service
     service.close()
@@ -71,6 +84,18 @@ def test_info_and_health_describe_the_model_and_collection(client, service) -> N
     assert info["limits"]["max_upload_bytes"] == ServeOptions.max_upload_bytes
     health = client.get("/healthz").json()
     assert health["status"] == "ok" and health["works"] == info["works"]
+
+
+def test_with_no_options_it_serves_the_shipped_model_and_gallery() -> None:
+    service = Service.open(ServeOptions())
+    client = TestClient(create_app(service))
+    shipped = service.gallery.index
+    assert shipped.path == DEFAULT_GALLERY_DIR and service.bundle.path == DEFAULT_BUNDLE_DIR
+    assert client.get("/v1/info").json()["works"] == shipped.count
+    answer = client.post("/v1/similar", files=image_file(EXAMPLE)).json()
+    assert len(answer["results"]) == 10
+    assert client.get(answer["results"][0]["thumbnail"]).status_code == 200
+    service.close()
 
 
 def test_tag_gives_the_fields_of_a_meta_parquet_row(client, service) -> None:
@@ -119,9 +144,7 @@ def test_similar_by_id_is_the_works_own_similar(client) -> None:
     by_body = client.post("/v1/similar", json={"id": 42}, params={"k": 5}).json()
     by_path = client.get("/v1/works/42/similar", params={"k": 5}).json()
     assert by_body == by_path
-    query = by_body["query"]
-    assert {k: query[k] for k in ("source", "id")} == {"source": "index", "id": 42}
-    assert {"year", "year_low", "year_high", "novelty"} <= set(query["estimated"])
+    assert by_body["query"]["source"] == "index" and by_body["query"]["id"] == 42
     assert len(by_body["results"]) == 5 and 42 not in [r["id"] for r in by_body["results"]]
 
 
@@ -139,34 +162,43 @@ def test_influence_of_an_upload_and_of_a_work(client, service) -> None:
 
 def test_works_filter_sort_and_page(client, service) -> None:
     styles = service.gallery.column("style")
-    page = client.get("/v1/works", params={"style": "Cubism", "sort": "confidence",
+    everything = client.get("/v1/works", params={"limit": 1}).json()
+    assert everything["total"] == service.catalog.count
+    first, second = (f["label"] for f in everything["facets"]["style"][:2])
+    page = client.get("/v1/works", params={"style": first, "sort": "confidence",
                                            "limit": 20}).json()
-    assert page["total"] == styles.count("Cubism")
-    assert all(w["predicted"]["style"]["label"] == "Cubism" for w in page["works"])
+    assert page["total"] == styles.count(first)
+    assert all(w["predicted"]["style"]["label"] == first for w in page["works"])
     scores = [w["predicted"]["style"]["score"] for w in page["works"]]
     assert scores == sorted(scores)  # least confident first
-    two = client.get("/v1/works?style=Cubism&style=Baroque&limit=1").json()
-    assert two["total"] == styles.count("Cubism") + styles.count("Baroque")
+    two = client.get(f"/v1/works?style={first}&style={second}&limit=1").json()
+    assert two["total"] == styles.count(first) + styles.count(second)
     assert sum(f["count"] for f in page["facets"]["genre"]) <= page["total"]
-    assert {f["label"]: f["count"] for f in page["facets"]["style"]}["Baroque"] == \
-        styles.count("Baroque")  # a facet's own filter does not narrow its counts
-    following = client.get("/v1/works", params={"style": "Cubism", "sort": "confidence",
+    assert {f["label"]: f["count"] for f in page["facets"]["style"]}[second] == \
+        styles.count(second)  # a facet's own filter does not narrow its counts
+    following = client.get("/v1/works", params={"style": first, "sort": "confidence",
                                                 "offset": 10, "limit": 10}).json()
     assert [w["id"] for w in following["works"]] == [w["id"] for w in page["works"][10:]]
     newest = client.get("/v1/works", params={"sort": "-year", "limit": 3}).json()["works"]
     assert newest[0]["year"] >= newest[1]["year"] >= newest[2]["year"]
-    found = client.get("/v1/works", params={"q": "MONET", "limit": 200}).json()
-    assert found["total"] and all("monet" in (w["path"] + (w["artist"] or "")).lower()
-                                  for w in found["works"])
+    slug = service.gallery.column("artist_slug")[0]
+    found = client.get("/v1/works", params={"q": slug.upper(), "limit": 200}).json()
+    assert found["total"] and all(slug in w["path"].lower() for w in found["works"])
+    novel = client.get("/v1/works", params={"sort": "novelty"}).json()["works"]
+    values = [w["estimated"]["novelty"] for w in novel]
+    assert values == sorted(values, reverse=True)  # most unlike the training styles first
 
 
-def test_a_work_and_its_thumbnail(client, service) -> None:
+def test_a_work_its_thumbnail_and_its_file(client, service, collection) -> None:
     work = client.get("/v1/works/0").json()
     assert work["id"] == 0 and work["path"] == service.gallery.column("path")[0]
-    assert work["image"] is None  # the shipped gallery has no collection folder
+    assert set(work["top"]) == set(service.manifest.label_tasks)  # from --meta
     thumb = client.get("/v1/works/0/thumbnail")
     assert thumb.status_code == 200 and thumb.headers["content-type"] == "image/webp"
     assert thumb.content == service.gallery.index.packed_thumbnail(0)
+    image = client.get(work["image"])  # the collection folder is the meta's root
+    assert image.headers["content-type"] == "image/jpeg"
+    assert image.content == (collection["root"] / work["path"]).read_bytes()
 
 
 def test_openapi_documents_every_route(client) -> None:
@@ -233,15 +265,16 @@ def test_bad_bodies_are_refused_with_400(client) -> None:
             "bad_request", "Content-Length 'abc' is not a number")
 
 
-@pytest.mark.parametrize("work_id", ["99999", "16922", "abc", "-1", "1e3", "%201",
+@pytest.mark.parametrize("work_id", ["99999", "122", "abc", "-1", "1e3", "%201",
                                      "..%2F..%2Fetc%2Fpasswd", "%2e%2e", "0x10"])
-def test_unknown_ids_are_404(client, work_id) -> None:
+def test_unknown_ids_are_404(client, service, work_id) -> None:
     for suffix in ("", "/similar", "/thumbnail", "/image"):
         response = client.get(f"/v1/works/{work_id}{suffix}")
         assert response.status_code == 404, (work_id, suffix, response.text)
         assert response.json()["error"]["kind"] == "not_found"
+    last = service.catalog.count - 1
     refused(client.post("/v1/similar", json={"id": 99999}), 404, "not_found",
-            f"no work with id '99999': ids are 0 to {GALLERY_COUNT - 1}")
+            f"no work with id '99999': ids are 0 to {last}")
 
 
 @pytest.mark.parametrize("path", ["/static/../../etc/passwd", "/static/..%2F..%2Fetc%2Fpasswd",
@@ -253,7 +286,8 @@ def test_paths_outside_the_page_are_404(client, path) -> None:
     assert b"root:" not in response.content
 
 
-def test_bad_parameters_are_refused_with_400_or_422(client) -> None:
+def test_bad_parameters_are_refused_with_400_or_422(client, service) -> None:
+    tasks = ", ".join(service.catalog.tasks)
     refused(client.get("/v1/works/1/similar", params={"k": 0}), 422, "invalid_parameter",
             "k: Input should be greater than or equal to 1")
     refused(client.get("/v1/works/1/similar", params={"k": 101}), 422, "invalid_parameter",
@@ -261,17 +295,30 @@ def test_bad_parameters_are_refused_with_400_or_422(client) -> None:
     refused(client.get("/v1/works", params={"limit": "many"}), 422, "invalid_parameter",
             "limit: Input should be a valid integer, unable to parse string as an integer")
     refused(client.get("/v1/works", params={"colour": "red"}), 400, "bad_request",
-            "unknown filter 'colour'; filters are style, genre, artist, nationality, period, "
-            "confident, task, q, sort, offset and limit")
+            f"unknown filter 'colour'; filters are {tasks}, confident, task, q, sort, offset "
+            "and limit")
     refused(client.get("/v1/works", params={"sort": "price"}), 400, "bad_request",
             "unknown sort 'price'; sorts are id, title, artist, year, novelty, confidence "
             "(prefix - to reverse)")
-    # the shipped (v2) gallery is calibrated: novelty sorts and confident filters work
-    assert client.get("/v1/works", params={"sort": "novelty"}).status_code == 200
-    assert client.get("/v1/works", params={"confident": "true"}).status_code == 200
     refused(client.get("/v1/works", params={"task": "colour"}), 400, "bad_request",
-            "unknown task 'colour'; this index has style, genre, artist, nationality, period")
+            f"unknown task 'colour'; this index has {tasks}")
     refused(client.get("/v1/tag"), 405, "method_not_allowed", "Method Not Allowed")
+
+
+def test_an_uncalibrated_index_refuses_novelty_and_confident(tmp_path) -> None:
+    plain = v2_collection(tmp_path, n=8, calibrated=False)
+    service = Service.open(ServeOptions(index=plain["idx"]))
+    client = TestClient(create_app(service))
+    info = client.get("/v1/info").json()
+    assert info["confident"] == [] and info["novelty"] is False
+    assert "novelty" not in info["sorts"]
+    refused(client.get("/v1/works", params={"sort": "novelty"}), 400, "bad_request",
+            "this index has no novelty scores (its model has no calibration); sort by "
+            "confidence, title, year or id")
+    refused(client.get("/v1/works", params={"confident": "true"}), 400, "bad_request",
+            "this index has no confident flags for 'style' (its model has no calibration); "
+            "confident filters need a calibrated model")
+    service.close()
 
 
 # -- on a network ------------------------------------------------------------------------

@@ -12,7 +12,7 @@ from collections.abc import Callable
 import httpx
 import numpy as np
 import pytest
-from serve_support import EXAMPLES, image_file, with_options
+from serve_support import EXAMPLES, image_file, real_collection, with_options
 
 from artylyze.imaging import load_image
 from artylyze.serve.app import create_app
@@ -24,8 +24,8 @@ PAINTINGS = sorted(EXAMPLES.glob("*.jpg"))
 
 
 @pytest.fixture(scope="module")
-def service() -> Service:
-    service = Service.open(ServeOptions())
+def service(tmp_path_factory, wikiart) -> Service:
+    service = Service.open(ServeOptions(index=real_collection(tmp_path_factory, wikiart)["idx"]))
     yield service
     service.close()
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
-from serve_support import EXAMPLE, serve_process
+from serve_support import EXAMPLE, real_collection, serve_process
 
 from artylyze.serve.errors import ServeConfigError
 from artylyze.serve.options import ENV_VAR, ServeOptions
@@ -29,9 +29,11 @@ LOADED = """() => { const imgs = [...document.querySelectorAll('#similar .card i
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path]:
+def server(tmp_path_factory: pytest.TempPathFactory, wikiart: Path) -> tuple[str, Path]:
+    collection = real_collection(tmp_path_factory, wikiart)
     log = tmp_path_factory.mktemp("serve") / "serve.log"
-    with serve_process(log) as url:
+    with serve_process(log, "--index", str(collection["idx"]), "--meta",
+                       str(collection["meta"])) as url:
         yield url, log
 
 
@@ -140,15 +142,16 @@ def test_filter_the_collection_and_open_a_work(page, server) -> None:
     page.goto(server[0] + "/#/works")
     page.wait_for_selector("#works .card")
     everything = page.locator("#works").get_attribute("data-total")
-    page.select_option("select[name=style]", "Cubism")
+    style = page.locator("select[name=style] option").nth(1).get_attribute("value")
+    page.select_option("select[name=style]", style)
     page.wait_for_function("all => document.querySelector('#works').dataset.total !== all",
                            arg=everything)
     total = int(page.locator("#works").get_attribute("data-total"))
-    api = json.loads(page.evaluate("() => fetch('v1/works?style=Cubism&limit=1')"
-                                   ".then(r => r.text())"))
+    api = json.loads(page.evaluate("s => fetch('v1/works?limit=1&style=' + "
+                                   "encodeURIComponent(s)).then(r => r.text())", style))
     assert total == api["total"] and 0 < total < int(everything)
     tags = page.locator("#works .card .tags").all_text_contents()
-    assert tags and all(t.startswith("Cubism") for t in tags)
+    assert tags and all(t.startswith(style.replace("_", " ")) for t in tags)
     page.select_option("select[name=sort]", "confidence")
     page.wait_for_function("() => location.hash.includes('sort=confidence')")
     page.locator("#works .card").first.click()
