@@ -41,7 +41,7 @@ def default_batch(bundle: Bundle) -> int:
     """Micro-batch on a GPU, where one call for 16 images costs about what one image does.
     On CPU onnxruntime already spreads one image over the cores, and batches cost more per
     image (measured on the project's 2-core machine: 32 ms at 1, 38-44 ms at 16; the load
-    benchmark served 38 requests/s unbatched against 27 batched), so there the default is 1."""
+    benchmark served 36 requests/s unbatched against 33 batched), so there the default is 1."""
     return GPU_BATCH if bundle.provider.startswith("CUDA") else 1
 
 
