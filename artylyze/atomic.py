@@ -1,11 +1,15 @@
-"""Atomic file writes: a temp file in the same folder, then ``os.replace``.
+"""Atomic writes: a temp file (or folder) beside the target, then one rename.
 
-Readers (and a crash at any moment) see either the old file or the complete new one.
+Readers (and a crash at any moment) see either the old file or folder or the complete new one.
 """
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import errno
 import os
+import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -31,3 +35,70 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[IO[bytes]], None
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
     """UTF-8 text, written atomically."""
     atomic_write(path, lambda f: f.write(text.encode("utf-8")))
+
+
+_AT_FDCWD = -100
+_RENAME_EXCHANGE = 2
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two paths in one step (Linux ``renameat2(RENAME_EXCHANGE)``); False where the
+    system or filesystem cannot."""
+    try:
+        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
+    except (AttributeError, OSError):
+        return False
+    done = renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE)
+    if done == 0:
+        return True
+    code = ctypes.get_errno()
+    if code in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
+        return False
+    raise OSError(code, os.strerror(code), os.fsdecode(b))
+
+
+def aside_name(dest: Path) -> Path:
+    """Where :func:`replace_dir` parks the old folder when it cannot swap in one step."""
+    return dest.with_name(f".{dest.name}.old")
+
+
+def replace_dir(new: str | os.PathLike[str], dest: str | os.PathLike[str]) -> None:
+    """Put the complete folder ``new`` at ``dest`` (same parent), replacing what is there.
+
+    One atomic exchange where the filesystem allows it; else two renames, and a crash
+    between them leaves the old folder at :func:`aside_name`, which :func:`restore_dir`
+    puts back.
+    """
+    new, dest = Path(new), Path(dest)
+    if not os.path.lexists(dest):
+        os.rename(new, dest)
+    elif _exchange(new, dest):
+        shutil.rmtree(new)  # it holds the old folder now
+    else:
+        old = aside_name(dest)
+        shutil.rmtree(old, ignore_errors=True)
+        os.rename(dest, old)
+        os.rename(new, dest)
+        shutil.rmtree(old)
+    fsync_dir(dest.parent)
+
+
+def restore_dir(dest: str | os.PathLike[str]) -> None:
+    """Undo a :func:`replace_dir` cut short between its two renames."""
+    dest = Path(dest)
+    old = aside_name(dest)
+    if old.is_dir():
+        if os.path.lexists(dest):
+            shutil.rmtree(old)
+        else:
+            os.rename(old, dest)
+
+
+def fsync_dir(path: str | os.PathLike[str]) -> None:
+    """Make a rename in ``path`` durable; some filesystems refuse, which is fine."""
+    with contextlib.suppress(OSError):
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)

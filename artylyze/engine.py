@@ -1,7 +1,7 @@
 """The batch tagging engine: walk -> decode (parallel workers) -> batched inference -> parts.
 
 Shaped like clip-retrieval's reader -> mapper -> writer: a pool of decode workers reads each
-file once (sha256 + decode from the same bytes) and returns pixels or an error; the main
+file (sha256 + decode, see :func:`decode_file`) and returns pixels or an error; the main
 thread stacks pixels into batches for onnxruntime and hands rows to the store, which commits
 them in crash-safe parts. A fixed window of files is in flight, refilled as results are
 taken, so memory stays flat however large the collection. Each stage is timed per batch and
@@ -30,22 +30,38 @@ Choices, so that a nightly cron run is safe and cheap:
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
+import signal
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterator
-from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import (
+    BrokenExecutor,
+    Executor,
+    Future,
+    ProcessPoolExecutor,
+    ThreadPoolExecutor,
+)
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from functools import partial
 from multiprocessing import get_context
+from typing import BinaryIO
 
 import numpy as np
+import pyarrow as pa
 
 from artylyze.bundle import Bundle, resolve_providers, usable_cores
 from artylyze.errors import ArtyLyzeError
-from artylyze.imaging import DEFAULT_MAX_PIXELS, ImageError, load_image
+from artylyze.imaging import (
+    DEFAULT_MAX_BYTES,
+    DEFAULT_MAX_PIXELS,
+    ImageError,
+    load_image,
+    open_image_file,
+)
 from artylyze.predict import Prediction, predictions
 from artylyze.progress import Progress
 from artylyze.store import (
@@ -58,6 +74,7 @@ from artylyze.store import (
     encode_path,
     load_state,
     make_schema,
+    output_errors,
     remove_workdir,
     result_key,
     write_output,
@@ -85,12 +102,15 @@ class TagOptions:
     prune: bool = False
     retry_errors: bool = False  # read unchanged files that failed before again
     max_pixels: int = DEFAULT_MAX_PIXELS
+    max_bytes: int = DEFAULT_MAX_BYTES  # larger files get an error row without being read
+    force: bool = False  # replace an output ArtyLyze did not write
     commit_every: int = 4096  # rows per committed part
     commit_seconds: float = 60.0  # ... or this long since the last commit, whichever first
     executor: str = "thread"  # decode in threads (Pillow, zlib and hashlib release the GIL)
 
     def check(self) -> None:
-        for name in ("batch_size", "top_k", "max_pixels", "commit_every", "workers", "threads"):
+        for name in ("batch_size", "top_k", "max_pixels", "max_bytes", "commit_every", "workers",
+                     "threads"):
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise TagError(f"--{name.replace('_', '-')} must be >= 1, got {value}")
@@ -175,24 +195,53 @@ class DecodeResult:
     known: bool = False  # sha256 was one of the hints: not decoded
 
 
-def decode_file(job: DecodeJob, size: int, resize: str, max_pixels: int) -> DecodeResult:
-    """Read a file once; hash and decode the same bytes. Never raises for a bad file.
+READ_CHUNK = 1 << 20
+SLURP_MAX = 64 << 20  # files up to this size are read into memory once, for hash and decode
 
-    Module level with plain-data arguments, so a ``spawn`` worker can run it.
+
+def decode_file(job: DecodeJob, size: int, resize: str, max_pixels: int,
+                max_bytes: int = DEFAULT_MAX_BYTES) -> DecodeResult:
+    """Hash and decode one file; never raises for a bad file.
+
+    The file is opened once and judged on its descriptor (a FIFO swapped in after the walk
+    is refused, not waited on; see :func:`artylyze.imaging.open_image_file`). Up to
+    ``SLURP_MAX`` bytes it is read once and the same bytes are hashed and decoded; a larger
+    one is hashed in chunks and decoded from the file, so memory never grows with file size
+    beyond ``SLURP_MAX`` per worker. Module level with plain-data arguments, so a ``spawn``
+    worker can run it.
     """
     try:
-        with open(job.abspath, "rb") as f:
-            data = f.read()
-    except OSError as e:
-        return DecodeResult(None, error=f"cannot read file: {(e.strerror or str(e)).lower()}")
-    sha = hashlib.sha256(data).hexdigest()
-    if sha in job.hints:
-        return DecodeResult(sha, known=True)
-    try:
-        img = load_image(data, size=size, resize=resize, max_pixels=max_pixels)
+        f = open_image_file(job.abspath, max_bytes)
     except ImageError as e:
-        return DecodeResult(sha, error=e.reason)
+        failed_open = isinstance(e.__cause__, OSError)
+        return DecodeResult(None, error=f"cannot read file: {e.reason}" if failed_open
+                            else e.reason)
+    with f:
+        try:
+            if os.fstat(f.fileno()).st_size <= SLURP_MAX:
+                source: bytes | BinaryIO = f.read()
+                sha = hashlib.sha256(source).hexdigest()
+            else:
+                sha, source = _sha256(f), f
+                f.seek(0)
+        except OSError as e:
+            return DecodeResult(None, error=f"cannot read file: {(e.strerror or str(e)).lower()}")
+        if sha in job.hints:
+            return DecodeResult(sha, known=True)
+        try:
+            img = load_image(source, size=size, resize=resize, max_pixels=max_pixels)
+        except ImageError as e:
+            return DecodeResult(sha, error=e.reason)
     return DecodeResult(sha, img.pixels, img.width, img.height)
+
+
+def _sha256(f) -> str:
+    digest = hashlib.sha256()
+    buf = bytearray(READ_CHUNK)
+    view = memoryview(buf)
+    while n := f.readinto(buf):
+        digest.update(view[:n])
+    return digest.hexdigest()
 
 
 def error_kind(message: str) -> str:
@@ -241,7 +290,16 @@ def _has_cuda() -> bool:
 def _make_executor(kind: str, workers: int) -> Executor:
     if kind == "thread":
         return ThreadPoolExecutor(workers, thread_name_prefix="artylyze-decode")
-    return ProcessPoolExecutor(workers, mp_context=get_context("spawn"))
+    return ProcessPoolExecutor(workers, mp_context=get_context("spawn"),
+                               initializer=_leave_signals_to_the_main_process)
+
+
+def _leave_signals_to_the_main_process() -> None:
+    """Decode processes ignore SIGINT/SIGTERM (a terminal or systemd sends them to the whole
+    group): the main process stops cleanly and shuts them down; a worker dying mid-file
+    would otherwise turn good files into error rows."""
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_IGN)
 
 
 def _ordered(executor: Executor, fn: Callable[[DecodeJob], DecodeResult],
@@ -262,6 +320,9 @@ def _ordered(executor: Executor, fn: Callable[[DecodeJob], DecodeResult],
         t0 = time.perf_counter()
         try:
             result = fut.result()
+        except BrokenExecutor as e:  # the pool is gone: no file's fault, so no error row
+            raise TagError(f"the decode workers stopped ({e}); nothing was lost, run again",
+                           kind="workers") from e
         except Exception as e:  # noqa: BLE001 - a worker bug must not lose the whole run
             result = DecodeResult(None, error=f"internal decoder failure: {type(e).__name__}: {e}")
         times.decode_wait += time.perf_counter() - t0
@@ -352,6 +413,15 @@ class _Run:
         self.infer()
         self._maybe_commit(force=True)
 
+    def salvage(self) -> None:
+        """After a failure or a stop signal: commit the rows already made, so the next run
+        does not redo them (the batch not yet inferred is left to it). Never raises: the
+        first error is the one to report."""
+        if self.rows or self.reused:
+            with contextlib.suppress(Exception):
+                self.writer.commit(self.rows, self.reused)
+                self.rows, self.reused = [], []
+
 
 def _known(entry: FileEntry, sha: str | None, ok: bool, source: int,
            reused: bool = False) -> Known:
@@ -383,8 +453,12 @@ def tag_collection(root: str | os.PathLike[str], out: str | os.PathLike[str], bu
     """Tag every image under ``root`` into ``out`` (a Parquet file, or a dataset dir ``out/``).
 
     Incremental and resumable; see the module docstring. Raises :class:`TagError` when
-    nothing can be done (no images found), ``StoreError`` when the output is locked or
-    unreadable, ``CollectionError`` when the root is not a directory.
+    nothing can be done (no images found), ``StoreError`` when the output cannot be read,
+    written (``kind`` disk_full, read_only, permission) or replaced (``foreign``: ArtyLyze
+    did not write it), ``LockedError`` when another run holds it, ``CollectionError`` when
+    the root is not a directory. On any of these, and on ``KeyboardInterrupt`` (a stop
+    signal), the rows already made are committed, temp files removed and the lock released,
+    so the next run resumes.
     """
     options = options or TagOptions()
     options.check()
@@ -395,7 +469,7 @@ def tag_collection(root: str | os.PathLike[str], out: str | os.PathLike[str], bu
     root_text = absolute_root(root)
     summary = TagSummary(root=root_text, output=str(target.path), model=bundle.model_id,
                          executor=options.executor)
-    with OutputLock(target) as lock:
+    with output_errors(target.path), OutputLock(target) as lock:
         if lock.took_over:
             warn(summary, progress, f"took over the stale lock of {lock.took_over}")
         target.recover()
@@ -403,18 +477,18 @@ def tag_collection(root: str | os.PathLike[str], out: str | os.PathLike[str], bu
         walked = walk_files(root, options, summary, progress)
         t0 = time.perf_counter()
         key = result_key(bundle.manifest, options.top_k)
-        state = load_state(target, key, options.full)
+        schema = make_schema(bundle.manifest, root_text, options.top_k)
+        state = load_state(target, key, options.full, options.force, schema.names)
         if state.discarded:
             warn(summary, progress, state.discarded)
         summary.resumed = state.resumed_rows
         summary.stages.plan = time.perf_counter() - t0
-        _process(walked.files, bundle, options, state, target, summary, progress)
+        _process(walked.files, bundle, options, state, target, schema, summary, progress)
         bundle.close()  # frees onnxruntime's arena before the merge; reopened on next use
         sweep(walked, state, options.prune, summary)
         t0 = time.perf_counter()
         parts = sorted(target.workdir.glob("part-*.parquet"))
         if parts or summary.pruned or not state.old_files:
-            schema = make_schema(bundle.manifest, root_text, options.top_k)
             summary.rows_written, _ = write_output(target, schema, state, parts, bundle.model_id)
         else:  # nothing new: leave the output (and its mtime) alone
             summary.rows_written, summary.output_unchanged = state.old_rows, True
@@ -448,7 +522,8 @@ def plan(files: list[FileEntry], state: State, options: TagOptions, summary: Tag
 
 
 def _process(files: list[FileEntry], bundle: Bundle, options: TagOptions, state: State,
-             target: OutputTarget, summary: TagSummary, progress: Progress) -> None:
+             target: OutputTarget, schema: pa.Schema, summary: TagSummary,
+             progress: Progress) -> None:
     """Decode and infer every file the state does not already cover."""
     todo, failed = plan(files, state, options, summary)
     if options.threads is None and bundle.threads:
@@ -459,8 +534,7 @@ def _process(files: list[FileEntry], bundle: Bundle, options: TagOptions, state:
     # Spinning onnxruntime threads would take the cores from decoding while they wait.
     bundle.spin = workers + (bundle.threads or threads) <= usable_cores()
     summary.workers, summary.threads = workers, bundle.threads or threads
-    writer = PartWriter(target, make_schema(bundle.manifest, summary.root, options.top_k),
-                        state.key, options.full, _next_part(state))
+    writer = PartWriter(target, schema, state.key, options.full, _next_part(state))
     run = _Run(bundle, options, state, writer, summary, progress)
     progress.start(len(todo) + len(failed), skipped=summary.unchanged)
     try:
@@ -469,12 +543,18 @@ def _process(files: list[FileEntry], bundle: Bundle, options: TagOptions, state:
         if todo:
             manifest = bundle.manifest
             fn = partial(decode_file, size=manifest.input_size, resize=manifest.resize,
-                         max_pixels=options.max_pixels)
+                         max_pixels=options.max_pixels, max_bytes=options.max_bytes)
             window = max(2 * options.batch_size, 4 * workers)
-            with _make_executor(options.executor, min(workers, len(todo))) as pool:
+            pool = _make_executor(options.executor, min(workers, len(todo)))
+            try:
                 for entry, result in _ordered(pool, fn, todo, window, summary.stages):
                     run.take(entry, result)
+            finally:  # on a failure or a signal, files not started yet are dropped
+                pool.shutdown(wait=True, cancel_futures=True)
         run.finish()
+    except BaseException:
+        run.salvage()
+        raise
     finally:
         progress.finish()
 

@@ -2,6 +2,8 @@
 
 ``load_image`` runs this pipeline, in this order:
 
+0. open without blocking and judge the open descriptor: only a regular, non-empty file of at
+   most ``max_bytes`` is read (a FIFO swapped in after the walk is refused, not waited on);
 1. open lazily (Pillow reads the header only) and refuse more than ``max_pixels`` pixels
    before a single pixel is decoded (decompression bombs);
 2. JPEG only, when a ``size`` is asked: let libjpeg scale in the DCT domain (``draft``) by the
@@ -42,10 +44,13 @@ from PIL import ExifTags, Image
 from artylyze.errors import ArtyLyzeError
 
 DEFAULT_MAX_PIXELS = 180_000_000
+# Largest file read at all: a 180 MP 16-bit RGBA TIFF stored raw is 1.4 GB.
+DEFAULT_MAX_BYTES = 2 * 1024**3
 IMAGE_EXTENSIONS: frozenset[str] = frozenset(
     {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".webp", ".bmp", ".gif"}
 )
 RESIZE_POLICIES = ("stretch", "center_crop", "letterbox")
+FIT = "fit"  # thumbnails only: long side to ``size``, aspect kept, never enlarged
 RESAMPLE = Image.Resampling.BICUBIC
 REDUCING_GAP = 3.0
 BACKGROUND = (255, 255, 255)
@@ -89,26 +94,38 @@ class Decoded:
 
 
 def load_image(
-    source: str | os.PathLike | bytes,
+    source: str | os.PathLike | bytes | BinaryIO,
     size: int | None = None,
     resize: str = "stretch",
     max_pixels: int = DEFAULT_MAX_PIXELS,
+    max_bytes: int = DEFAULT_MAX_BYTES,
 ) -> Decoded:
-    """Decode ``source`` (a path or the file's bytes) to RGB, ``[size, size, 3]`` if ``size``.
+    """Decode ``source`` (a path, an open binary file, or the file's bytes) to RGB,
+    ``[size, size, 3]`` if ``size``. An open file is closed when done.
 
-    Raises ImageError for anything that is not a decodable image within ``max_pixels``, and
-    ValueError for a bad ``size`` or ``resize`` (a caller bug, not a bad file).
+    Raises ImageError for anything that is not a decodable image within ``max_pixels`` and
+    ``max_bytes``, and ValueError for a bad ``size`` or ``resize`` (a caller bug, not a bad
+    file).
     """
-    return _load(source, size, resize, max_pixels, draft=True)
+    return _load(source, size, resize, max_pixels, draft=True, max_bytes=max_bytes)
 
 
-def _load(source, size, resize, max_pixels, *, draft: bool) -> Decoded:
+def load_thumbnail(source: str | os.PathLike, size: int,
+                   max_pixels: int = DEFAULT_MAX_PIXELS) -> Decoded:
+    """An upright RGB image at most ``size`` px on its long side, with the same guards as
+    :func:`load_image`; JPEGs are decoded at a reduced DCT scale, so a page of thumbnails
+    costs one small decode each, not a full-size copy of every scan."""
+    return _load(source, size, FIT, max_pixels, draft=True)
+
+
+def _load(source, size, resize, max_pixels, *, draft: bool,
+          max_bytes: int = DEFAULT_MAX_BYTES) -> Decoded:
     """load_image with the JPEG draft switchable, so benchmarks can measure what it buys."""
     if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 1):
         raise ValueError(f"size must be a positive int or None, got {size!r}")
-    if resize not in RESIZE_POLICIES:
+    if resize not in (*RESIZE_POLICIES, FIT):
         raise ValueError(f"resize must be one of {', '.join(RESIZE_POLICIES)}; got {resize!r}")
-    fh, name = _open_source(source)
+    fh, name = _open_source(source, max_bytes)
     with fh:
         try:
             with _quiet():
@@ -136,24 +153,50 @@ def _load(source, size, resize, max_pixels, *, draft: bool) -> Decoded:
     return Decoded(pixels, width, height)
 
 
-def _open_source(source: str | os.PathLike | bytes) -> tuple[BinaryIO, str]:
+def _open_source(source: str | os.PathLike | bytes | BinaryIO,
+                 max_bytes: int = DEFAULT_MAX_BYTES) -> tuple[BinaryIO, str]:
     """A binary file object and the name errors should show; refuse what cannot be an image."""
     if isinstance(source, (bytes, bytearray, memoryview)):
         if not len(source):
             raise ImageError("<bytes>", "file is empty (0 bytes)")
         return io.BytesIO(source), "<bytes>"
-    name = os.fsdecode(source)
+    if hasattr(source, "read"):  # an open file (from open_image_file)
+        return source, os.fsdecode(getattr(source, "name", "<file>"))
+    return open_image_file(source, max_bytes), os.fsdecode(source)
+
+
+def _nonblocking(path: str, flags: int) -> int:
+    """open() a FIFO without waiting for a writer; regular files ignore the flag."""
+    return os.open(path, flags | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0))
+
+
+def open_image_file(path: str | os.PathLike, max_bytes: int = DEFAULT_MAX_BYTES) -> BinaryIO:
+    """Open ``path`` for reading, judged on the open descriptor, never by name first: a file
+    swapped for a FIFO after the walk is refused, not waited on forever.
+
+    Refuses anything but a regular, non-empty file of at most ``max_bytes`` (a sparse or
+    runaway file must not be read at all; reads then stream, never the whole file at once).
+    """
+    name = os.fsdecode(path)
     try:
-        st = os.stat(name)  # before open(): opening a FIFO would block forever
+        f = open(name, "rb", opener=_nonblocking)  # noqa: SIM115 - returned to the caller
+    except OSError as exc:
+        raise ImageError(name, (exc.strerror or str(exc)).lower()) from exc
+    try:
+        st = os.fstat(f.fileno())
         if stat.S_ISDIR(st.st_mode):
             raise ImageError(name, "is a directory, not a file")
         if not stat.S_ISREG(st.st_mode):
             raise ImageError(name, "not a regular file")
         if st.st_size == 0:
             raise ImageError(name, "file is empty (0 bytes)")
-        return open(name, "rb"), name
-    except OSError as exc:
-        raise ImageError(name, (exc.strerror or str(exc)).lower()) from exc
+        if st.st_size > max_bytes:
+            raise ImageError(name, f"{st.st_size:,} bytes exceeds the limit of {max_bytes:,} "
+                                   "bytes (--max-bytes)")
+    except BaseException:
+        f.close()
+        raise
+    return f
 
 
 @contextmanager
@@ -181,7 +224,7 @@ def _upright(img: Image.Image, drafted: tuple[int, int]) -> tuple[Image.Image, b
 
 def _draft_request(width: int, height: int, size: int, policy: str) -> tuple[int, int]:
     """The smallest decode size whose sides still cover what the policy samples from."""
-    if policy == "letterbox":  # only the long side must reach size
+    if policy in ("letterbox", FIT):  # only the long side must reach size
         scale = size / max(width, height)
         return max(1, math.ceil(width * scale)), max(1, math.ceil(height * scale))
     return size, size  # stretch needs both sides >= size; center_crop the short one, same thing
@@ -208,6 +251,10 @@ def _resize(img: Image.Image, size: int, policy: str) -> Image.Image:
     width, height = img.size
     if policy == "stretch":
         return img.resize((size, size), RESAMPLE, reducing_gap=REDUCING_GAP)
+    if policy == FIT:
+        scale = min(1.0, size / max(width, height))
+        fit = (max(1, round(width * scale)), max(1, round(height * scale)))
+        return img.resize(fit, RESAMPLE, reducing_gap=REDUCING_GAP)
     if policy == "center_crop":
         side = min(width, height)
         left, top = (width - side) / 2, (height - side) / 2

@@ -11,6 +11,8 @@ import time
 from collections.abc import Callable
 from typing import TextIO
 
+from artylyze.text import markup_safe, printable
+
 
 class Progress:
     """The silent reporter (``--quiet``); the others override what they show."""
@@ -70,7 +72,7 @@ class PlainProgress(Progress):
                 f"ETA {eta}, {self.errors} errors")
 
     def note(self, message: str) -> None:
-        self._print(f"warning: {message}")
+        self._print(f"warning: {printable(message)}")  # a name's newline must not forge a line
 
     def finish(self) -> None:
         if self.total:
@@ -118,7 +120,7 @@ class RichProgress(Progress):
         self.bar.update(self.task, advance=n, rate=f"{rate:.1f}", errors=errors)
 
     def note(self, message: str) -> None:
-        self.console.print(f"[yellow]warning:[/yellow] {message}")
+        self.console.print(f"[yellow]warning:[/yellow] {markup_safe(message)}")
 
     def finish(self) -> None:
         self.bar.stop()

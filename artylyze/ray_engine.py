@@ -2,8 +2,8 @@
 
 Why a second engine: one machine's cores cap the local engine; a collection of millions of
 scans wants every node and GPU of a cluster. Only the fan-out differs, so everything a row
-is made of is reused: :func:`artylyze.engine.decode_file` (read once, sha256 + load_image on
-the same bytes, the same error reasons), :meth:`Bundle.run`, and the store's schema and
+is made of is reused: :func:`artylyze.engine.decode_file` (sha256 + load_image, the same
+read guards and error reasons), :meth:`Bundle.run`, and the store's schema and
 row builder. ``ray`` is imported only inside :func:`tag_with_ray`, so the package works
 without it.
 
@@ -66,6 +66,7 @@ from artylyze.engine import (
     walk_files,
     warn,
 )
+from artylyze.imaging import DEFAULT_MAX_BYTES
 from artylyze.predict import predictions
 from artylyze.progress import Progress
 from artylyze.store import (
@@ -80,6 +81,7 @@ from artylyze.store import (
     known_rows,
     make_schema,
     read_schema,
+    refuse_foreign,
     result_key,
     rows_to_table,
 )
@@ -124,9 +126,10 @@ class RaySummary(TagSummary):
 
 # ---------------------------------------------------------------- worker side
 
-def decode_batch(batch: pa.Table, size: int, resize: str, max_pixels: int) -> pa.Table:
+def decode_batch(batch: pa.Table, size: int, resize: str, max_pixels: int,
+                 max_bytes: int = DEFAULT_MAX_BYTES) -> pa.Table:
     """Ray task: decode a shard of files. Pixels travel as raw bytes, errors as data."""
-    results = [decode_file(DecodeJob(p), size, resize, max_pixels)
+    results = [decode_file(DecodeJob(p), size, resize, max_pixels, max_bytes)
                for p in batch.column("abspath").to_pylist()]
     return pa.table({
         "path": batch.column("path"),
@@ -298,6 +301,9 @@ def tag_with_ray(root: str | os.PathLike[str], out_dir: str | os.PathLike[str],
         walked = walk_files(root, options, summary, progress)
         t0 = time.perf_counter()
         parts = list_parts(folder)
+        replaced = refuse_foreign(folder, [p.path for p in parts], options.force)
+        if replaced:
+            warn(summary, progress, replaced)
         state, other = read_state(parts, result_key(manifest, options.top_k), options.full)
         if other and not options.full:
             warn(summary, progress, f"{len(other)} parts in {folder} were made with another "
@@ -388,7 +394,8 @@ def _run_pipeline(entries: list[FileEntry], bundle_dir: str | os.PathLike[str] |
         ds = ray.data.from_items(items, override_num_blocks=shards)
         ds = ds.map_batches(decode_batch, batch_format="pyarrow", batch_size=None, num_cpus=1,
                             fn_kwargs={"size": manifest.input_size, "resize": manifest.resize,
-                                       "max_pixels": options.max_pixels})
+                                       "max_pixels": options.max_pixels,
+                                       "max_bytes": options.max_bytes})
         ds = ds.map_batches(
             Tagger, batch_format="pyarrow", batch_size=options.batch_size,
             compute=ray.data.ActorPoolStrategy(size=actors), num_cpus=threads, num_gpus=gpus,

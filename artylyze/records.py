@@ -210,7 +210,10 @@ class AttachReport:
 def recorded_spec(out: str | os.PathLike[str]) -> RecordSpec | None:
     """The records table an existing output's ids came from (None if it has none)."""
     for file in OutputTarget.resolve(out).files():
-        note = _note(pq.read_schema(file))
+        try:
+            note = _note(pq.read_schema(file))
+        except (OSError, pa.ArrowException):
+            continue  # not Parquet: the run itself refuses to replace it, and says why
         if note:
             return RecordSpec(Path(note["table"]), note["id_column"], note["file_column"])
     return None

@@ -4,7 +4,7 @@ Layout on disk, for ``--out meta.parquet`` (``--out meta/`` is the same with a d
 ``part-NNNNN.parquet`` files as the output)::
 
     meta.parquet            the result; replaced atomically (temp file + os.replace)
-    meta.parquet.lock       pid + host of the run that owns the output (O_EXCL)
+    meta.parquet.lock       who owns the output (see artylyze.lock)
     .meta.parquet.parts/    work dir of the run in progress: run.json + part-NNNNN.parquet
 
 A run commits its new rows in chunks to the work dir; a part counts only once its rename
@@ -24,8 +24,6 @@ import json
 import os
 import re
 import shutil
-import socket
-import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -36,9 +34,12 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from artylyze.atomic import atomic_write, fsync_dir, replace_dir
 from artylyze.bundle import Manifest
-from artylyze.errors import ArtyLyzeError
+from artylyze.errors import ArtyLyzeError, writing
+from artylyze.lock import FileLock, LockedError
 from artylyze.predict import Prediction
+from artylyze.signals import critical
 
 SCHEMA_VERSION = "1"
 META_BUNDLE = b"artylyze.bundle"
@@ -50,6 +51,7 @@ ROW_GROUP_ROWS = 8192
 ROWS_PER_FILE = 131_072
 OLD = -1  # State source of rows that come from the previous output
 FIXED_COLUMNS = ("path", "size", "mtime_ns", "sha256", "width", "height", "status", "error")
+KNOWN_COLUMNS = ["path", "size", "mtime_ns", "sha256", "status"]  # what the state needs
 TOP_TYPE = pa.list_(pa.struct([("label", pa.string()), ("score", pa.float32())]))
 YEAR_COLUMNS = ("year", "year_low", "year_high")  # estimate and its interval (Model v2)
 
@@ -58,9 +60,7 @@ class StoreError(ArtyLyzeError):
     """The output cannot be read, written or locked."""
 
 
-class OutputLockedError(StoreError):
-    """Another live run holds the output's lock."""
-
+OutputLockedError = LockedError  # the name callers of this module know
 
 # ---------------------------------------------------------------- paths as Parquet text
 
@@ -272,9 +272,12 @@ class OutputTarget:
         return [self.path] if self.path.is_file() else []
 
     def recover(self) -> None:
-        """Finish or undo a swap interrupted by a crash (see :func:`write_output`)."""
+        """Finish or undo a swap interrupted by a crash (see :func:`write_output`), and
+        remove the temp files a killed run left (the caller holds the lock)."""
         tmp, new, old = self.sibling(".tmp"), self.sibling(".new"), self.sibling(".old")
         tmp.unlink(missing_ok=True)
+        for stale in self.workdir.glob("*.tmp"):
+            stale.unlink(missing_ok=True)
         if old.exists():
             if not self.path.exists() and new.is_dir():
                 os.replace(new, self.path)  # .new is complete once .old exists
@@ -283,71 +286,22 @@ class OutputTarget:
             shutil.rmtree(new, ignore_errors=True)
 
 
+# ---------------------------------------------------------------- write failures
+
+def output_errors(path: str | os.PathLike[str]) -> contextlib.AbstractContextManager[None]:
+    """An OSError met while locking or writing the output becomes a StoreError that says
+    what to do (``kind`` disk_full, read_only, permission or os_error)."""
+    return writing(path, StoreError, note=" (the chunks already committed are kept; the next "
+                                          "run resumes from them)")
+
+
 # ---------------------------------------------------------------- lock
 
-class OutputLock:
-    """``<out>.lock`` made with O_EXCL; a lock left by a dead process on this host is taken over."""
+class OutputLock(FileLock):
+    """``<out>.lock``: see :mod:`artylyze.lock` (atomic, taken over when its holder is gone)."""
 
     def __init__(self, target: OutputTarget) -> None:
-        self.path = target.lockfile
-        self.took_over: str | None = None  # description of the stale lock, if one was replaced
-
-    def _create(self) -> bool:
-        info = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.time()}
-        try:
-            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-        except FileExistsError:
-            return False
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(info, f)
-        return True
-
-    def _read(self) -> dict[str, Any]:
-        try:
-            data = json.loads(self.path.read_text(encoding="utf-8"))
-            return data if isinstance(data, dict) else {}
-        except (OSError, ValueError):
-            return {}
-
-    def acquire(self) -> OutputLock:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        for _ in range(3):
-            if self._create():
-                return self
-            held = self._read()
-            if not _is_stale(held):
-                pid, host = held.get("pid", "?"), held.get("host", "?")
-                raise OutputLockedError(
-                    f"{self.path.with_suffix('')} is being written by another run (pid {pid} on "
-                    f"{host}); wait for it to finish, or delete {self.path} if no such run exists")
-            # Move the stale lock aside, then make sure what we moved is what we judged stale:
-            # another run may have taken it over in between.
-            aside = self.path.with_name(f"{self.path.name}.stale-{os.getpid()}")
-            try:
-                os.replace(self.path, aside)
-            except FileNotFoundError:
-                continue
-            moved = _read_json(aside)
-            if moved != held:
-                with contextlib.suppress(FileExistsError):
-                    os.link(aside, self.path)
-                aside.unlink(missing_ok=True)
-                continue
-            aside.unlink(missing_ok=True)
-            self.took_over = f"pid {held.get('pid')} on {held.get('host')}"
-        if self._create():
-            return self
-        raise OutputLockedError(f"could not take the lock {self.path}; another run is starting")
-
-    def release(self) -> None:
-        if self._read().get("pid") == os.getpid():
-            self.path.unlink(missing_ok=True)
-
-    def __enter__(self) -> OutputLock:
-        return self.acquire()
-
-    def __exit__(self, *exc: object) -> None:
-        self.release()
+        super().__init__(target.lockfile, what=str(target.path))
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -356,19 +310,6 @@ def _read_json(path: Path) -> dict[str, Any]:
         return data if isinstance(data, dict) else {}
     except (OSError, ValueError):
         return {}
-
-
-def _is_stale(held: dict[str, Any]) -> bool:
-    """A lock is stale when its pid is dead on this host; other hosts' locks are never judged."""
-    if held.get("host") != socket.gethostname() or not isinstance(held.get("pid"), int):
-        return False
-    try:
-        os.kill(held["pid"], 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    return False
 
 
 # ---------------------------------------------------------------- incremental state
@@ -423,14 +364,23 @@ class State:
         return tuple(shas) if len(shas) <= limit else ()
 
 
-def load_state(target: OutputTarget, key: str, full: bool) -> State:
-    """Read the old output's keys and the finished parts of an interrupted run."""
+def load_state(target: OutputTarget, key: str, full: bool, force: bool = False,
+               columns: Iterable[str] = KNOWN_COLUMNS) -> State:
+    """Read the old output's keys and the finished parts of an interrupted run.
+
+    An output ArtyLyze did not write is never replaced unless ``force``; ``full`` replaces
+    only ArtyLyze's own. ``columns``: what the old output must hold for its rows to be kept.
+    """
     state = State(key)
     files = target.files()
-    if files and not full:
+    foreign = refuse_foreign(target.path, files, force)
+    if foreign:
+        state.discarded = foreign
+    elif files and not full:
         meta = read_schema(files[0]).metadata or {}
         old_key = key_from_metadata(meta)
         if old_key == key:
+            _check_columns(files, columns)
             state.old_files = files
             for f in files:
                 for p, k in known_rows(f, OLD):
@@ -455,12 +405,45 @@ def load_state(target: OutputTarget, key: str, full: bool) -> State:
     return state
 
 
+def refuse_foreign(out: Path, files: Iterable[Path], force: bool) -> str | None:
+    """Raise a StoreError (kind ``foreign``) when the output holds a file ArtyLyze did not
+    write, unless ``force``: then return the warning to show (None when all is ours)."""
+    foreign = foreign_reason(files)
+    if foreign and not force:
+        raise StoreError(f"--out {out}: {foreign}; it is not replaced: give another --out, or "
+                         "add --force to replace it", kind="foreign")
+    return f"{foreign}; replaced (--force)" if foreign else None
+
+
+def foreign_reason(files: Iterable[Path]) -> str | None:
+    """Why an existing output may not be ArtyLyze's, or None when every file carries our
+    metadata. A file that cannot be read cannot be vouched for either."""
+    for f in files:
+        try:
+            meta = pq.read_schema(f).metadata or {}
+        except (OSError, pa.ArrowException) as e:
+            return f"{f} cannot be read as Parquet ({e}), so ArtyLyze may not have written it"
+        if META_BUNDLE not in meta:
+            return f"{f} was not written by ArtyLyze (it has no {META_BUNDLE.decode()} metadata)"
+    return None
+
+
+def _check_columns(files: Iterable[Path], columns: Iterable[str]) -> None:
+    want = list(columns)
+    for f in files:
+        missing = [c for c in want if c not in read_schema(f).names]
+        if missing:
+            raise StoreError(f"{f} lacks the columns {missing} (changed by another tool?); run "
+                             "with --full to tag everything again and replace it",
+                             kind="damaged")
+
+
 def read_schema(path: Path) -> pa.Schema:
     try:
         return pq.read_schema(path)
     except (OSError, pa.ArrowException) as e:
         raise StoreError(f"cannot read the existing output {path} ({e}); move it away or "
-                         "run with --full to replace it") from e
+                         "run with --full to replace it", kind="damaged") from e
 
 
 def key_from_metadata(meta: dict[bytes, bytes]) -> str | None:
@@ -471,9 +454,6 @@ def key_from_metadata(meta: dict[bytes, bytes]) -> str | None:
         return result_key(manifest, int(meta[META_TOP_K]))
     except (KeyError, ValueError, ArtyLyzeError):
         return None
-
-
-KNOWN_COLUMNS = ["path", "size", "mtime_ns", "sha256", "status"]
 
 
 def known_in(rows: pa.Table | pa.RecordBatch, source: int) -> Iterator[tuple[str, Known]]:
@@ -511,21 +491,25 @@ class PartWriter:
         self.dir.mkdir(parents=True, exist_ok=True)
         run = self.dir / "run.json"
         if not run.exists():
-            _write_atomic(run, json.dumps({"key": key, "full": full}).encode())
+            atomic_write(run, lambda f: f.write(json.dumps({"key": key, "full": full}).encode()))
 
     def commit(self, rows: list[dict[str, Any]],
                reused: list[tuple[str, int | None, int | None, str]]) -> Path:
-        """Write one part (rows + reuse records) and make it count (fsync + rename)."""
+        """Write one part (rows + reuse records) and make it count (fsync + rename); a part
+        that cannot be written whole (full disk, signal) leaves no temp file behind."""
         meta = dict(self.schema.metadata or {})
         meta[META_REUSED] = json.dumps(reused, ensure_ascii=False).encode()
         schema = self.schema.with_metadata(meta)
         final = self.dir / f"part-{self.number:05d}.parquet"
         tmp = final.with_name(final.name + ".tmp")
-        with pq.ParquetWriter(tmp, schema, compression="zstd") as w:
-            w.write_table(rows_to_table(rows, schema), row_group_size=ROW_GROUP_ROWS)
-        _fsync(tmp)
-        os.replace(tmp, final)
-        _fsync_dir(self.dir)
+        try:
+            with pq.ParquetWriter(tmp, schema, compression="zstd") as w:
+                w.write_table(rows_to_table(rows, schema), row_group_size=ROW_GROUP_ROWS)
+            _fsync(tmp)
+            os.replace(tmp, final)
+        finally:
+            tmp.unlink(missing_ok=True)
+        fsync_dir(self.dir)
         self.number += 1
         return final
 
@@ -536,17 +520,6 @@ def _fsync(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
-
-
-def _fsync_dir(path: Path) -> None:
-    with contextlib.suppress(OSError):  # some filesystems refuse fsync on directories
-        _fsync(path)
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
 
 
 # ---------------------------------------------------------------- final merge
@@ -676,8 +649,10 @@ class _Sink:
         return self.rows
 
     def abort(self) -> None:
+        """Drop what was written; never raises, so the first error is the one reported."""
         if self.writer is not None:
-            self.writer.close()
+            with contextlib.suppress(OSError, pa.ArrowException):
+                self.writer.close()
         if self.dataset:
             shutil.rmtree(self.path, ignore_errors=True)
         else:
@@ -685,17 +660,15 @@ class _Sink:
 
 
 def _swap_in(target: OutputTarget, tmp: Path) -> None:
-    """A file is replaced in one rename. A directory needs two; :meth:`OutputTarget.recover`
-    finishes the swap if a crash falls between them."""
-    if not target.dataset:
-        os.replace(tmp, target.path)
-    else:
-        old = target.sibling(".old")
-        if target.path.exists():
-            os.replace(target.path, old)
-        os.replace(tmp, target.path)
-        shutil.rmtree(old, ignore_errors=True)
-    _fsync_dir(target.path.parent)
+    """A file is replaced in one rename, a directory in one exchange where the filesystem
+    can (else two renames: :meth:`OutputTarget.recover` finishes a swap a crash cut short).
+    A stop signal waits until the old output is gone, so none is left beside the new one."""
+    with critical():
+        if not target.dataset:
+            os.replace(tmp, target.path)
+        else:
+            replace_dir(tmp, target.path)  # parks the old one at sibling(".old") if it must
+        fsync_dir(target.path.parent)
 
 
 def remove_workdir(target: OutputTarget) -> None:

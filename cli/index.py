@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from artylyze.cli.errors import cli_errors
+from artylyze.text import printable
 
 app = typer.Typer(help="Build a similarity index (FAISS + PCA + clusters) from a meta.parquet.",
                   no_args_is_help=True, add_completion=False)
@@ -17,7 +18,7 @@ clusters_app = typer.Typer(help="Inspect the clusters and themes of an index.",
 
 
 def _log(line: str) -> None:
-    typer.echo(line, err=True)
+    typer.echo(printable(line), err=True)
 
 
 MetaArg = Annotated[Path, typer.Argument(
@@ -97,7 +98,8 @@ def build(
             man, themes, built = (result.index_dir.manifest, result.index_dir.themes,
                                   result.built)
     described = "trained, empty" if train_only else built.describe()
-    typer.echo(f"index {out}: {man['count']} artworks, {man['index_dim']} dims, {described}")
+    typer.echo(printable(f"index {out}: {man['count']} artworks, {man['index_dim']} dims, "
+                         f"{described}"))
     _print_clusters(man, themes)
 
 
@@ -105,7 +107,7 @@ def _print_clusters(man: dict, themes: dict) -> None:
     typer.echo(f"clusters: KMeans k={man['clusters']['kmeans_k']}, GMM k="
                f"{man['clusters']['gmm_k']} ({man['clusters']['covariance']})")
     for theme in themes["themes"]:
-        typer.echo(f"  {theme['id']:>3}  {theme['size']:>6}  {theme['name']}")
+        typer.echo(printable(f"  {theme['id']:>3}  {theme['size']:>6}  {theme['name']}"))
 
 
 @app.command("merge")
@@ -120,8 +122,9 @@ def merge(
 
     with cli_errors():
         merged = merge_indexes(out, shards, log=_log)
-    typer.echo(f"index {out}: {merged.count} artworks from {len(shards)} shards, "
-               f"{merged.manifest['index_type']}, recall@10 {merged.manifest['recall_at_10']}")
+    typer.echo(printable(f"index {out}: {merged.count} artworks from {len(shards)} shards, "
+                         f"{merged.manifest['index_type']}, recall@10 "
+                         f"{merged.manifest['recall_at_10']}"))
     _print_clusters(merged.manifest, merged.themes)
 
 
@@ -136,5 +139,6 @@ def report(
 
     with cli_errors():
         result = clusters_report(index_dir, out)
-    typer.echo(f"wrote {result['html']} ({result['clusters']} clusters, {result['sheets']} "
-               f"contact sheets, {result['missing_images']} images missing, drawn grey)")
+    typer.echo(printable(f"wrote {result['html']} ({result['clusters']} clusters, "
+                         f"{result['sheets']} contact sheets, {result['missing_images']} images "
+                         "missing, drawn grey)"))

@@ -16,11 +16,13 @@ from artylyze.cli import (
     export,
     index,
     report,
+    serve,
     similar,
     tag,
     train,
     write,
 )
+from artylyze.cli.errors import PolicyGroup
 
 app = typer.Typer(
     name="artylyze",
@@ -29,6 +31,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    cls=PolicyGroup,  # one exit-code policy for every command (see artylyze.cli.errors)
 )
 
 
@@ -42,8 +45,14 @@ def _version(value: bool) -> None:
 def _root(
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
                                  help="Show the version and exit."),
+    debug: bool = typer.Option(False, "--debug",
+                               help="Print the traceback of an error (exit codes stay the same)."),
 ) -> None:
-    """ArtyLyze: metadata for artworks that have none."""
+    """ArtyLyze: metadata for artworks that have none.
+
+    Exit status of every command: 0 done; 1 done but some inputs failed (--strict) or all
+    did; 2 could not start or finish; 130/143 stopped by SIGINT/SIGTERM after a clean stop.
+    """
 
 
 app.command("tag")(tag.tag)
@@ -58,6 +67,7 @@ app.command("train")(train.train)
 app.command("evaluate")(evaluate.evaluate)
 app.command("export")(export.export)
 app.command("write")(write.write)
+app.command("serve")(serve.serve)
 
 
 def main() -> None:

@@ -12,6 +12,7 @@ from typing import Annotated, Any
 import typer
 
 from artylyze.cli.errors import cli_errors
+from artylyze.text import printable
 
 PIPE_WIDTH = 200
 INDEX_HELP = "Index directory (default: the shipped wikiart11 gallery)."
@@ -32,16 +33,24 @@ def _console():
     return console if console.is_terminal else Console(width=PIPE_WIDTH)
 
 
+def _text(value: Any):
+    """Untrusted text (file names, labels, themes) as a rich Text: never parsed as markup,
+    control characters escaped."""
+    from rich.text import Text
+
+    return Text(printable("" if value is None else value))
+
+
 def _results_table(answer: dict[str, Any]):
     from rich.table import Table
 
-    table = Table(title=f"{answer['query']} ({answer['source']})", title_justify="left")
+    table = Table(title=_text(f"{answer['query']} ({answer['source']})"), title_justify="left")
     for col in ("#", "score", "title", "artist", "year", "style", "genre", "path"):
         table.add_column(col, overflow="fold")
     for r in answer["results"]:
-        table.add_row(str(r["rank"]), f"{r['score']:.3f}", str(r.get("title") or ""),
-                      str(r.get("artist") or ""), str(r.get("year") or ""),
-                      str(r.get("style") or ""), str(r.get("genre") or ""), str(r["path"]))
+        table.add_row(str(r["rank"]), f"{r['score']:.3f}", _text(r.get("title")),
+                      _text(r.get("artist")), _text(r.get("year")), _text(r.get("style")),
+                      _text(r.get("genre")), _text(r["path"]))
     return table
 
 
@@ -84,19 +93,19 @@ def similar(
         for answer in answers:
             console.print(_results_table(answer))
     if html is not None:
-        typer.echo(f"wrote {html}", err=True)
+        typer.echo(f"wrote {printable(html)}", err=True)
 
 
 def _influence_tables(result: dict[str, Any]):
     from rich.table import Table
 
-    preds = Table(title=f"{result['query']}: predicted labels", title_justify="left")
+    preds = Table(title=_text(f"{result['query']}: predicted labels"), title_justify="left")
     preds.add_column("task")
     preds.add_column("labels (probability)")
     for task, top in result["predicted"].items():
-        preds.add_row(task, ", ".join(
+        preds.add_row(_text(task), _text(", ".join(
             f"{p['label']} ({p['score']:.2f})" if p.get("score") is not None else p["label"]
-            for p in top))
+            for p in top)))
     clusters = Table(title="draws on (GMM membership)", title_justify="left")
     for col in ("cluster", "share", "theme", "top labels", "closest"):
         clusters.add_column(col, overflow="fold")
@@ -104,7 +113,8 @@ def _influence_tables(result: dict[str, Any]):
         labels = "; ".join(f"{f}: " + ", ".join(f"{x['label']} {x['share']:.0%}" for x in v)
                            for f, v in t["labels"].items() if v)
         closest = ", ".join(c["name"] for c in t["closest"])
-        clusters.add_row(str(t["cluster"]), f"{t['share']:.2f}", t["name"], labels, closest)
+        clusters.add_row(str(t["cluster"]), f"{t['share']:.2f}", _text(t["name"]),
+                         _text(labels), _text(closest))
     return preds, clusters
 
 
@@ -137,4 +147,4 @@ def influence(
         for table in _influence_tables(result):
             console.print(table)
     if png is not None:
-        typer.echo(f"wrote {png}", err=True)
+        typer.echo(f"wrote {printable(png)}", err=True)

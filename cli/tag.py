@@ -1,9 +1,10 @@
 """``artylyze tag``: parse options, call :func:`artylyze.engine.tag_collection`, print a summary.
 
-Exit status: 0 when the run completed, even if some files are bad (they get error rows);
-1 with ``--strict`` and any bad file, or when every file found failed (nothing could be
-tagged); 2 when the run could not start or finish (no collection, no images, bad bundle,
-output locked by another run).
+Exit status (the policy of :mod:`artylyze.cli.errors`): 0 when the run completed, even if
+some files are bad (they get error rows); 1 with ``--strict`` and any bad file or unreadable
+folder, or when every file found failed (nothing could be tagged); 2 when the run could not
+start or finish (no collection, no images, bad bundle, output locked by another run, an
+output ArtyLyze did not write, a full disk); 130/143 when SIGINT/SIGTERM stopped it cleanly.
 """
 
 from __future__ import annotations
@@ -13,10 +14,13 @@ from typing import Annotated
 
 import typer
 
-from artylyze.cli.errors import cli_errors
+from artylyze.cli.errors import EXIT_INPUTS_FAILED, cli_errors, fail
+from artylyze.text import printable
 
-# = artylyze.imaging.DEFAULT_MAX_PIXELS, not imported so that --help stays fast
+# = artylyze.imaging.DEFAULT_MAX_PIXELS and DEFAULT_MAX_BYTES, not imported so that --help
+# stays fast
 MAX_PIXELS_DEFAULT = 180_000_000
+MAX_BYTES_DEFAULT = 2 * 1024**3
 
 
 def tag(
@@ -52,12 +56,19 @@ def tag(
         "--retry-errors", help="Read files that failed before again even if unchanged "
         "(e.g. after raising --max-pixels).")] = False,
     strict: Annotated[bool, typer.Option(
-        "--strict", help="Exit 1 if any file could not be tagged.")] = False,
+        "--strict", help="Exit 1 if any file or folder could not be read or tagged.")
+    ] = False,
     quiet: Annotated[bool, typer.Option(
         "--quiet", "-q", help="No progress and no summary; warnings still go to stderr.")] = False,
     max_pixels: Annotated[int, typer.Option(
         "--max-pixels", min=1, help="Refuse images larger than this (decompression "
         "bombs); they get an error row.")] = MAX_PIXELS_DEFAULT,
+    max_bytes: Annotated[int, typer.Option(
+        "--max-bytes", min=1, help="Refuse files larger than this many bytes without reading "
+        "them; they get an error row.")] = MAX_BYTES_DEFAULT,
+    force: Annotated[bool, typer.Option(
+        "--force", help="Replace an --out file that ArtyLyze did not write (by default the "
+        "run refuses, exit 2).")] = False,
     commit_every: Annotated[int, typer.Option(
         "--commit-every", min=1, help="Rows per committed chunk: a crash loses at most "
         "this many (or 60 s of work).")] = 4096,
@@ -86,8 +97,9 @@ def tag(
     Incremental: only new or changed files are read; a file whose content was seen before
     (touched, renamed, copied) keeps its results without inference. Safe to kill: the next
     run resumes. Exit 0 when done (bad files get error rows), 1 with --strict and any bad
-    file or when every file failed, 2 when the run cannot start (no images, bad bundle,
-    output locked by another run).
+    file or unreadable folder, or when every file failed, 2 when the run cannot start or
+    finish (no images, bad bundle, output locked by another run or not ArtyLyze's, full
+    disk), 130/143 when stopped by SIGINT/SIGTERM (the next run resumes).
     """
     from artylyze.bundle import load_bundle
     from artylyze.engine import TagOptions, tag_collection
@@ -97,7 +109,8 @@ def tag(
         batch_size=batch_size, workers=workers, threads=threads, top_k=top_k,
         include=tuple(include or ()), exclude=tuple(exclude or ()), full=full, prune=prune,
         retry_errors=retry_errors,
-        max_pixels=max_pixels, commit_every=commit_every, executor=executor,
+        max_pixels=max_pixels, max_bytes=max_bytes, force=force, commit_every=commit_every,
+        executor=executor,
     )
     if engine not in ("local", "ray"):
         raise typer.BadParameter(f"must be local or ray, got {engine!r}", param_hint="--engine")
@@ -120,17 +133,16 @@ def tag(
         summary.warnings.append(records_warning)
     if quiet:
         for w in summary.warnings:
-            typer.echo(f"warning: {w}", err=True)
+            typer.echo(f"warning: {printable(w)}", err=True)
     else:
         typer.echo(format_summary(summary) + attached)
     if summary.files_seen and summary.ok_files == 0:
-        typer.secho(f"error: none of the {summary.files_seen} files could be tagged",
-                    err=True, fg=typer.colors.RED)
-        raise typer.Exit(1)
-    if strict and summary.errors:
-        typer.secho(f"error: {summary.errors} files could not be tagged (--strict)",
-                    err=True, fg=typer.colors.RED)
-        raise typer.Exit(1)
+        fail(f"none of the {summary.files_seen} files could be tagged", EXIT_INPUTS_FAILED)
+    blind = [p for p in summary.walk_problems if p.kind == "unreadable_dir"]
+    if strict and (summary.errors or blind):
+        what = [f"{summary.errors} files could not be tagged"] if summary.errors else []
+        what += [f"{len(blind)} folders could not be read"] if blind else []
+        fail(f"{' and '.join(what)} (--strict)", EXIT_INPUTS_FAILED)
 
 
 def _records(out: str, table: Path | None, id_column: str, file_column: str):
@@ -181,7 +193,7 @@ def format_summary(s) -> str:
                      "(--prune drops them)")
     st = s.stages
     if getattr(s, "engine", "local") == "ray":
-        lines.append(_ray_lines(s))
+        lines += _ray_lines(s)
     else:
         stages = (f"walk {_seconds(st.walk)}, plan {_seconds(st.plan)}, decode wait "
                   f"{_seconds(st.decode_wait)}, inference {_seconds(st.inference)}, write "
@@ -191,20 +203,20 @@ def format_summary(s) -> str:
                      f"{s.inference_calls:,} inference calls; {s.workers} decode "
                      f"{s.executor}s, {s.threads} inference threads")
     lines += [f"  warning: {w}" for w in s.warnings]
-    return "\n".join(lines)
+    return "\n".join(printable(line) for line in lines)  # names may hold newlines
 
 
-def _ray_lines(s) -> str:
+def _ray_lines(s) -> list[str]:
     """Stages and cluster of a Ray run; the pipeline rate leaves out Ray's start-up."""
     st = s.stages
     rate = f" ({s.images_inferred / s.pipeline:.1f} images/s)" if s.pipeline > 0 else ""
     where = (f"{s.images_inferred:,} images on {s.actors} Ray actors x {s.threads} threads "
              f"at {s.address}" if s.actors else "Ray not needed")
-    return (f"  stages: walk {_seconds(st.walk)}, plan {_seconds(st.plan)}, ray pipeline "
+    return [f"  stages: walk {_seconds(st.walk)}, plan {_seconds(st.plan)}, ray pipeline "
             f"(decode + inference) {_seconds(s.pipeline)}{rate}, write {_seconds(st.write)}, "
-            f"compact {_seconds(st.merge)}\n"
+            f"compact {_seconds(st.merge)}",
             f"  model {s.model}; {where}; {s.parts_written} parts written, "
-            f"{s.parts_rewritten} rewritten, {s.parts_removed} removed")
+            f"{s.parts_rewritten} rewritten, {s.parts_removed} removed"]
 
 
 def _bottleneck(s) -> str:

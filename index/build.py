@@ -21,7 +21,13 @@ from artylyze.index.errors import IndexBuildError
 from artylyze.index.faiss_index import BuiltIndex, build_index
 from artylyze.index.labels import join_labels, with_period
 from artylyze.index.reduce import PCA, fit_pca
-from artylyze.index.store import ClusterModel, IndexDir, load_index_dir, write_index_dir
+from artylyze.index.store import (
+    ClusterModel,
+    IndexDir,
+    check_index_target,
+    load_index_dir,
+    write_index_dir,
+)
 from artylyze.index.themes import centroid_affinity, make_themes
 
 CLUSTER_DIMS = 32
@@ -130,6 +136,7 @@ def build(meta: str | Path, out: str | Path, opts: BuildOptions | None = None,
     opts = opts or BuildOptions()
     log = log or (lambda _msg: None)
     out = Path(out)
+    check_index_target(out)  # before minutes of work, not after
     if opts.pca is not None and opts.pca_variance is not None:
         raise IndexBuildError("give --pca or --pca-variance, not both")
     if opts.covariance not in cl.COVARIANCE_TYPES:

@@ -9,15 +9,15 @@ search at build time, so the recall printed is a measurement, not a promise.
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
 import faiss
 import numpy as np
 
+from artylyze.atomic import atomic_write
 from artylyze.index.errors import IndexBuildError, IndexStoreError
 
 EXACT_MAX = 50_000
@@ -232,17 +232,16 @@ def reconstruct(index: faiss.Index, ids: list[int]) -> np.ndarray:
 
 
 def save_index(index: faiss.Index, path: str | Path) -> None:
-    """Write atomically: a temp file in the same folder, then rename."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        faiss.write_index(index, tmp)
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; an index is meant to be shared
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    """Write atomically (temp file, then rename), through a Python file object: faiss's own
+    file writer only prints a failed close, so a full disk would leave a truncated index
+    that looks written; this way it raises OSError."""
+
+    def write(f: IO[bytes]) -> None:
+        writer = faiss.PyCallbackIOWriter(f.write)
+        faiss.write_index(index, writer)
+        del writer  # flushes its buffer into f
+
+    atomic_write(path, write)
 
 
 def load_index(path: str | Path) -> faiss.Index:

@@ -20,7 +20,13 @@ import numpy as np
 import pyarrow as pa
 
 from artylyze.index.errors import IndexBuildError
-from artylyze.index.store import ClusterModel, IndexDir, load_index_dir, write_index_dir
+from artylyze.index.store import (
+    ClusterModel,
+    IndexDir,
+    check_index_target,
+    load_index_dir,
+    write_index_dir,
+)
 
 #: Manifest keys that ``write_index_dir`` writes itself.
 _WRITTEN = ("format_version", "kind", "created", "files")
@@ -44,6 +50,7 @@ def merge_indexes(out: str | Path, shards: Sequence[str | Path],
     log = log or (lambda _msg: None)
     if not shards:
         raise IndexMergeError("give at least one shard index directory")
+    check_index_target(out)
     loaded = [load_index_dir(s) for s in shards]
     first = loaded[0]
     want = _fingerprint(first)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -20,6 +20,9 @@ from artylyze.index.entries import TRUE_PREFIX, pretty_artist
 from artylyze.index.errors import IndexStoreError, ModelMismatchError
 from artylyze.index.faiss_index import reconstruct, search
 from artylyze.index.store import DEFAULT_GALLERY_DIR, IndexDir, load_index_dir
+
+if TYPE_CHECKING:
+    from artylyze.predict import Prediction
 
 EMBED_BATCH = 16
 TOP_PREDICTIONS = 3
@@ -42,6 +45,21 @@ class Query:
     def source(self) -> str:
         return "index" if self.row is not None else "embedded"
 
+
+
+def describe(p: Prediction) -> tuple[dict[str, list[dict[str, Any]]], dict[str, Any]]:
+    """A prediction as queries report it: the top labels per task, and the estimates
+    (year with its interval, novelty, confident flags) where the bundle gives them."""
+    preds = {t: [{"label": label, "score": round(score, 4)} for label, score in top]
+             for t, top in p.top.items()}
+    estimated: dict[str, Any] = {}
+    if p.year is not None:
+        estimated.update(year=p.year.year, year_low=p.year.low, year_high=p.year.high)
+    if p.novelty is not None:
+        estimated["novelty"] = round(p.novelty, 4)
+    if p.confident:
+        estimated["confident"] = p.confident
+    return preds, estimated
 
 
 def check_model(index_model: str, query_model: str,
@@ -193,15 +211,27 @@ class Gallery:
         for name in names:
             row = rows[name]
             if row is not None:
-                out.append(Query(name, Path(name) if Path(name).is_file() else None, row,
-                                 vectors[row], self.index.clusters.coords[row].astype(np.float32),
-                                 self._stored_predictions(row), self._stored_estimates(row)))
+                out.append(self.stored_query(row, name, vectors[row]))
             else:
                 raw, preds, estimated = embedded[name]
-                out.append(Query(name, Path(name), None,
-                                 self.index.to_index_space(raw[None])[0],
-                                 self.index.clusters.space(raw[None])[0], preds, estimated))
+                out.append(self.embedded_query(name, raw, preds, estimated, Path(name)))
         return out
+
+    def stored_query(self, row: int, name: str | None = None,
+                     vector: np.ndarray | None = None) -> Query:
+        """A query for an indexed work, answered from its stored vector and labels."""
+        name = self.column("path")[row] if name is None else name
+        if vector is None:
+            vector = reconstruct(self.index.index, [row])[0]
+        return Query(name, Path(name) if Path(name).is_file() else None, row, vector,
+                     self.index.clusters.coords[row].astype(np.float32),
+                     self._stored_predictions(row), self._stored_estimates(row))
+
+    def embedded_query(self, name: str, raw: np.ndarray, predicted: dict[str, Any],
+                       estimated: dict[str, Any], file: Path | None = None) -> Query:
+        """A query for a new image from its bundle embedding (see :func:`describe`)."""
+        return Query(name, file, None, self.index.to_index_space(raw[None])[0],
+                     self.index.clusters.space(raw[None])[0], predicted, estimated)
 
     def _embed(self, names: list[str]) -> dict[str, tuple[np.ndarray, dict[str, Any],
                                                           dict[str, Any]]]:
@@ -216,17 +246,7 @@ class Gallery:
             pixels = np.stack([load_image(n, man.input_size, man.resize).pixels for n in batch])
             for name, p in zip(batch, predictions(bundle.run(pixels), man, TOP_PREDICTIONS),
                                strict=True):
-                preds = {t: [{"label": label, "score": round(score, 4)} for label, score in top]
-                         for t, top in p.top.items()}
-                estimated: dict[str, Any] = {}
-                if p.year is not None:
-                    estimated.update(year=p.year.year, year_low=p.year.low,
-                                     year_high=p.year.high)
-                if p.novelty is not None:
-                    estimated["novelty"] = round(p.novelty, 4)
-                if p.confident:
-                    estimated["confident"] = p.confident
-                out[name] = (p.embedding.astype(np.float32), preds, estimated)
+                out[name] = (p.embedding.astype(np.float32), *describe(p))
         return out
 
     def similar(self, query: Query, k: int = 10) -> list[dict[str, Any]]:

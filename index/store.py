@@ -10,6 +10,7 @@ Layout::
     themes.json     one theme per GMM cluster, inter-cluster affinity, sweep metrics
     thumbs.parquet  optional: one small WebP per row (``--thumbnails``), read on first use
 
+Every build writes a new temp folder and swaps it in whole (see :func:`write_index_dir`), and
 ``manifest.json`` is written last, so a directory with a manifest is complete; loading
 checks the format version, every file's size and sha256, and that the parts agree on dims
 and counts, so a corrupt or mixed-up directory fails with a message that names the file.
@@ -18,8 +19,14 @@ and counts, so a corrupt or mixed-up directory fails with a message that names t
 from __future__ import annotations
 
 import datetime as dt
+import glob
 import json
+import os
+import shutil
+import tempfile
 import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,12 +36,15 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from artylyze.atomic import atomic_write, atomic_write_text
+from artylyze.atomic import atomic_write, atomic_write_text, replace_dir, restore_dir
 from artylyze.bundle import DEFAULT_BUNDLE_DIR, sha256_file
+from artylyze.errors import writing
 from artylyze.index.clusters import Gmm
 from artylyze.index.errors import IndexStoreError
 from artylyze.index.faiss_index import load_index, save_index, set_params
 from artylyze.index.reduce import PCA
+from artylyze.lock import FileLock
+from artylyze.signals import critical
 
 #: The reference gallery that ships with ArtyLyze (wikiart11, default bundle).
 DEFAULT_GALLERY_DIR = DEFAULT_BUNDLE_DIR.parent / "gallery"
@@ -47,6 +57,8 @@ PCA_FILE = "pca.npz"
 CLUSTERS_FILE = "clusters.npz"
 THEMES_FILE = "themes.json"
 THUMBS_FILE = "thumbs.parquet"
+INDEX_FILES = frozenset({MANIFEST_FILE, FAISS_FILE, ROWS_FILE, PCA_FILE, CLUSTERS_FILE,
+                         THEMES_FILE, THUMBS_FILE})
 
 
 @dataclass(frozen=True)
@@ -145,10 +157,74 @@ def write_json(path: Path, data: Any) -> None:
 def write_index_dir(out: str | Path, manifest: dict[str, Any], index: faiss.Index,
                     rows: pa.Table, pca: PCA | None, clusters: ClusterModel,
                     themes: dict[str, Any], thumbs: pa.Table | None = None) -> Path:
-    """Write all parts, then the manifest (with each file's size and sha256)."""
+    """Write an index directory at ``out`` so that a reader, or a crash at any moment, sees
+    the old index or the new one whole: every part goes into a new temp folder beside it,
+    which is then swapped in. ``out`` must be new, empty or an index already (see
+    :func:`check_index_target`); a lock keeps two builds of one ``out`` apart."""
+    final = Path(out)
+    with building(final) as tmp:
+        _write_parts(tmp, manifest, index, rows, pca, clusters, themes, thumbs)
+    return final
+
+
+def check_index_target(out: str | Path) -> None:
+    """Refuse an ``--out`` that is not new, empty or an index: the folder is replaced as a
+    whole, so anything else in it (the image collection, a home folder) would be lost."""
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / MANIFEST_FILE).unlink(missing_ok=True)  # incomplete until the new one lands
+    if not os.path.lexists(out):
+        return
+    if not out.is_dir():
+        raise IndexStoreError(f"--out {out} is a file, not an index folder", kind="foreign")
+    manifest = _json_or_none(out / MANIFEST_FILE)
+    if manifest is not None and (not isinstance(manifest, dict) or manifest.get("kind") != KIND):
+        raise IndexStoreError(f"--out {out}: its {MANIFEST_FILE} is not an ArtyLyze index's; "
+                              "give a new or empty folder", kind="foreign")
+    listed = manifest.get("files") if manifest else None
+    ours = INDEX_FILES | (set(listed) if isinstance(listed, dict) else set())
+    foreign = sorted(p.name for p in out.iterdir() if p.name not in ours or not p.is_file())
+    if foreign:
+        shown = ", ".join(foreign[:3]) + (", ..." if len(foreign) > 3 else "")
+        raise IndexStoreError(f"--out {out} holds files that are not part of an index ({shown}); "
+                              "an index folder is replaced as a whole, so give a new or empty "
+                              "one", kind="foreign")
+
+
+def _json_or_none(file: Path) -> Any:
+    """The JSON in ``file``; None when there is no such file, {} when it is not JSON."""
+    try:
+        return json.loads(file.read_text())
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError):
+        return {}
+
+
+@contextmanager
+def building(out: Path) -> Iterator[Path]:
+    """A new temp folder beside ``out`` to write an index into; swapped in at ``out`` when
+    the block ends well, removed when it does not (error, signal). Temp folders of killed
+    builds are removed first (the lock says none of them is still being written)."""
+    out = Path(os.path.realpath(out)) if out.is_symlink() else out
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with writing(out, IndexStoreError), FileLock(out.with_name(out.name + ".lock")):
+        restore_dir(out)
+        check_index_target(out)
+        for stale in out.parent.glob(f".{glob.escape(out.name)}.build-*"):
+            shutil.rmtree(stale, ignore_errors=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.build-", dir=out.parent))
+        try:
+            yield tmp
+            os.chmod(tmp, 0o755)  # mkdtemp makes 0700; an index is meant to be shared
+            with critical():  # a stop signal waits for the swap and the old folder's removal
+                replace_dir(tmp, out)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _write_parts(out: Path, manifest: dict[str, Any], index: faiss.Index, rows: pa.Table,
+                 pca: PCA | None, clusters: ClusterModel, themes: dict[str, Any],
+                 thumbs: pa.Table | None) -> None:
+    """Write all parts, then the manifest (with each file's size and sha256)."""
     save_index(index, out / FAISS_FILE)
     atomic_write(out / ROWS_FILE, lambda f: pq.write_table(rows, f, compression="zstd"))
     files = [FAISS_FILE, ROWS_FILE, CLUSTERS_FILE, THEMES_FILE]
@@ -171,7 +247,6 @@ def write_index_dir(out: str | Path, manifest: dict[str, Any], index: faiss.Inde
                   for name in sorted(files)},
     }
     write_json(out / MANIFEST_FILE, manifest)
-    return out
 
 
 def read_manifest(path: str | Path) -> dict[str, Any]:
@@ -195,7 +270,36 @@ def read_manifest(path: str | Path) -> dict[str, Any]:
     for key in ("model_id", "dim", "index_dim", "count", "files", "index_type"):
         if key not in manifest:
             raise IndexStoreError(f"{file}: manifest lacks {key!r}")
+    _check_types(manifest, file)
     return manifest
+
+
+_TYPES: dict[str, tuple[type, ...]] = {
+    "model_id": (str,), "index_type": (str,), "dim": (int,), "index_dim": (int,),
+    "count": (int,), "files": (dict,), "source": (dict, type(None)),
+    "search_params": (dict, type(None)), "pca": (dict, type(None)),
+    "bundle_dir": (str, type(None)), "tasks": (list,), "clusters": (dict,),
+}
+
+
+def _check_types(manifest: dict[str, Any], file: Path) -> None:
+    """A manifest is untrusted input: wrong types must fail here, with the file named, not
+    as a traceback deep in a query."""
+    for key, types in _TYPES.items():
+        value = manifest.get(key, None if type(None) in types else types[0]())
+        if not isinstance(value, types) or isinstance(value, bool):
+            raise IndexStoreError(f"{file}: {key!r} is {type(value).__name__}, not "
+                                  f"{' or '.join(t.__name__ for t in types)}")
+    for key in ("dim", "index_dim", "count"):
+        if manifest[key] < 0:
+            raise IndexStoreError(f"{file}: {key!r} is negative")
+    for name, info in manifest["files"].items():
+        if name not in INDEX_FILES and (Path(name).name != name or name.startswith(".")):
+            raise IndexStoreError(f"{file}: lists {name!r}, which is not a file of the index "
+                                  "folder")
+        if not isinstance(info, dict) or not isinstance(info.get("bytes"), int) or \
+                not isinstance(info.get("sha256"), str):
+            raise IndexStoreError(f"{file}: the entry of {name!r} needs 'bytes' and 'sha256'")
 
 
 def _verify(path: Path, files: dict[str, Any]) -> None:

@@ -78,7 +78,12 @@ from artylyze.index.faiss_index import (
 )
 from artylyze.index.labels import with_period
 from artylyze.index.reduce import PCA, fit_pca
-from artylyze.index.store import ClusterModel, load_index_dir, write_index_dir
+from artylyze.index.store import (
+    ClusterModel,
+    check_index_target,
+    load_index_dir,
+    write_index_dir,
+)
 from artylyze.progress import Progress
 
 CHUNK_ROWS = 65_536
@@ -111,7 +116,10 @@ def embedding_bytes(path: str | Path) -> int:
     """float32 bytes of all embeddings, from the Parquet footers only (no data read)."""
     total = 0
     for file in parquet_files(Path(path)):
-        meta = pq.ParquetFile(file)
+        try:
+            meta = pq.ParquetFile(file)
+        except (pa.ArrowInvalid, OSError) as e:
+            raise IndexBuildError(f"{file}: not a readable Parquet file ({e})") from e
         kind = meta.schema_arrow.field("embedding").type \
             if "embedding" in meta.schema_arrow.names else None
         dim = kind.list_size if kind is not None and pa.types.is_fixed_size_list(kind) else 0
@@ -341,6 +349,7 @@ def build_streaming(meta: str | Path, out: str | Path, opts: BuildOptions | None
     log = log or (lambda _msg: None)
     progress = progress or Progress()
     out = Path(out)
+    check_index_target(out)  # before minutes of work, not after
     if opts.labels is not None:
         raise IndexBuildError("--labels is not supported by streaming builds yet; join the "
                               "labels into the meta.parquet (true_<field> columns) instead")

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import base64
 import io
+import os
 from collections.abc import Callable, Sequence
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import TYPE_CHECKING
 
 from PIL import Image
@@ -30,28 +31,31 @@ THUMB_QUALITY = 65
 
 
 def locate(root: str | None, rel_path: str) -> Path | None:
-    """The file of an indexed row: ``root/path`` (or ``path`` itself when absolute); names
-    that are not UTF-8 are stored escaped in meta.parquet and decoded here."""
-    from artylyze.store import file_path
+    """The file of an indexed row: ``root/path``; names that are not UTF-8 are stored escaped
+    in meta.parquet and decoded here. Row paths are untrusted (an index can come from
+    anyone): an absolute one, or one that climbs out of the root with ``..``, is never
+    opened, so a page or contact sheet cannot embed a file from outside the collection."""
+    from artylyze.store import decode_path, file_path
 
-    path = Path(rel_path)
-    if not path.is_absolute() and root:
-        path = Path(file_path(root, rel_path))
+    rel = decode_path(rel_path)
+    if not root or os.path.isabs(rel) or ".." in PurePath(rel).parts:
+        return None
+    path = Path(file_path(root, rel_path))
     return path if path.is_file() else None
 
 
 def read_thumbnail(path: str | Path | None, size: int) -> Image.Image | None:
-    """An RGB thumbnail at most ``size`` px on its long side, or None if unreadable."""
+    """An RGB thumbnail at most ``size`` px on its long side, or None if unreadable. Decoded
+    straight to that size (see :func:`artylyze.imaging.load_thumbnail`), so a page of large
+    scans never holds full-size copies of them."""
     if path is None:
         return None
-    from artylyze.imaging import load_image
+    from artylyze.imaging import load_thumbnail
 
     try:
-        img = Image.fromarray(load_image(path).pixels)
+        return Image.fromarray(load_thumbnail(path, size).pixels)
     except (ArtyLyzeError, OSError, ValueError):
         return None
-    img.thumbnail((size, size))
-    return img
 
 
 def grey_tile(size: int) -> Image.Image:

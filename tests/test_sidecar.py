@@ -72,7 +72,11 @@ def rows(meta: Path) -> dict[str, dict]:
 
 
 def sure(row: dict, task: str, threshold: float = MIN_SCORE) -> bool:
-    return row[task] is not None and row[f"{task}_score"] >= threshold
+    """The model's own confident flag where it has one (v2), else the score threshold."""
+    if row[task] is None:
+        return False
+    flag = row.get(f"{task}_confident")
+    return bool(flag) if flag is not None else row[f"{task}_score"] >= threshold
 
 
 def sidecar(collection: Path, path: str) -> Path:
@@ -103,8 +107,9 @@ def test_exiftool_reads_the_artwork_fields_keywords_and_scores(tagged):
         creator = sure(row, "artist") and row["artist_score"] >= CREATOR_MIN
         assert items(tags.get("XMP-iptcExt:ArtworkCreator")) == (
             [readable("artist", row["artist"])] if creator else []), path
-        assert items(tags.get("XMP-iptcExt:ArtworkCircaDateCreated")) == (
-            [row["period"]] if sure(row, "period") else []), path
+        circa = ([f"{row['year_low']}-{row['year_high']}"] if row.get("year_low") is not None
+                 else [row["period"]] if sure(row, "period") else [])  # v2: the interval
+        assert items(tags.get("XMP-iptcExt:ArtworkCircaDateCreated")) == circa, path
         keywords = [readable(t, row[t]) for t in ("style", "genre") if sure(row, t)]
         assert items(tags.get("XMP-dc:Subject")) == keywords
         assert "XMP-xmp:MetadataDate" in tags

@@ -43,16 +43,22 @@ def start_cli(col: Path, out: Path, bundle: Path, *extra: str) -> subprocess.Pop
     return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
 
 
-def kill_after_first_part(proc: subprocess.Popen, out: Path) -> None:
-    workdir = OutputTarget.resolve(out).workdir
-    deadline = time.monotonic() + 120
-    while not any(workdir.glob("part-*.parquet")):
+def wait_until(proc: subprocess.Popen, reached, what: str, limit_s: float = 120) -> None:
+    """Poll until ``reached()``; fail if the child ends first or never gets there (a guard
+    against hangs, not a timing assertion)."""
+    deadline = time.monotonic() + limit_s
+    while not reached():
         if proc.poll() is not None:
-            pytest.fail(f"the run ended before its first part: {proc.stdout.read().decode()}")
+            pytest.fail(f"the run ended before {what}: {proc.stdout.read().decode()}")
         if time.monotonic() > deadline:
             proc.kill()
-            pytest.fail("no part file appeared")
+            pytest.fail(f"never reached {what}")
         time.sleep(0.002)
+
+
+def kill_after_first_part(proc: subprocess.Popen, out: Path) -> None:
+    workdir = OutputTarget.resolve(out).workdir
+    wait_until(proc, lambda: any(workdir.glob("part-*.parquet")), "its first part")
 
 
 def sigkill(proc: subprocess.Popen) -> None:
