@@ -14,11 +14,12 @@ from pathlib import Path
 import pandas as pd
 
 from artylyze.atomic import atomic_write
+from artylyze.dating import PERIOD_STEP, period_of
 from artylyze.errors import ArtyLyzeError
 from artylyze.imaging import IMAGE_EXTENSIONS
 
 TASKS = ("style", "genre", "artist", "nationality", "period")
-DEFAULT_PERIOD_STEP = 50
+DEFAULT_PERIOD_STEP = PERIOD_STEP
 
 
 class ManifestError(ArtyLyzeError):
@@ -34,14 +35,6 @@ class ManifestReport:
     classes: dict[str, dict[str, int]] = field(default_factory=dict)
     missing_images: int = 0
     root: Path | None = None  # the folder manifest paths are relative to
-
-
-def period_of(year: float, step: int = DEFAULT_PERIOD_STEP) -> str | None:
-    """Half-century bins by default: 1887 -> ``1850-1899``."""
-    if pd.isna(year):
-        return None
-    start = int(year) // step * step
-    return f"{start}-{start + step - 1}"
 
 
 def read_table(path: str | Path) -> pd.DataFrame:
