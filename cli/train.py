@@ -51,6 +51,9 @@ def train(
     degrade: bool = typer.Option(True, help="Random JPEG re-compression, blur and colour "
                                  "jitter while fine-tuning, so the model cannot learn a "
                                  "source's file quality."),
+    freeze_bn: bool = typer.Option(False, help="Keep batch-norm statistics fixed, e.g. when "
+                                   "--weights come from a bundle (python -m "
+                                   "artylyze.train.from_bundle), whose batch norms are folded."),
     tasks: str = typer.Option("style,genre,artist,nationality,year",
                               help="Comma-separated tasks to learn (year: decades, from "
                                    "recorded years; the period is derived from it)."),
@@ -65,7 +68,7 @@ def train(
                       embedding_dim=embedding_dim, patience=patience, ema_decay=ema_decay,
                       seed=seed, bf16=bf16,
                       weights=str(weights) if weights else None, limit=limit, name=name,
-                      init=str(init) if init else None, degrade=degrade,
+                      init=str(init) if init else None, degrade=degrade, freeze_bn=freeze_bn,
                       tasks=[t.strip() for t in tasks.split(",") if t.strip()])
     with cli_errors():
         best = run(cfg, log=typer.echo)

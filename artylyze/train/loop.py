@@ -70,6 +70,7 @@ class TrainConfig:
     init: str | None = None  # start from this checkpoint (e.g. re-fit heads of a fine-tuned model)
     name: str | None = None
     degrade: bool = True  # JPEG re-compression, blur, colour jitter (see data.Degrade)
+    freeze_bn: bool = False  # keep batch-norm statistics fixed (weights recovered from a bundle)
     tasks: list[str] = field(default_factory=lambda: list(data.DEFAULT_TASKS))
 
 
@@ -313,9 +314,7 @@ class Trainer:
             rng = np.random.default_rng([cfg.seed, self.epoch])
             gen.manual_seed(cfg.seed * 1000 + self.epoch)
             order = data.epoch_order(cfg.balance, train.codes, cfg.tasks[0], rng)
-            self.model.train()
-            for m in self.model.stem if cfg.freeze_stem else []:
-                m.eval()
+            self.set_train_mode()
             t0, seen, running = time.time(), 0, 0.0
             for b, i in enumerate(range(0, len(order), cfg.batch_size)):
                 step = self.epoch * steps_per_epoch + b
@@ -343,6 +342,18 @@ class Trainer:
             metrics = evaluate_split(probs, self.splits["val"], self.enc.labels)
             self._end_epoch(self.epoch + 1, running, metrics, opt, time.time() - t0)
         return self.out / "best"
+
+    def set_train_mode(self) -> None:
+        """Train mode, except the frozen stem and, with ``freeze_bn``, every batch norm: a
+        backbone recovered from a bundle has its batch norms folded into the convolutions
+        (identity statistics), which batch statistics would undo."""
+        self.model.train()
+        for m in self.model.stem if self.cfg.freeze_stem else []:
+            m.eval()
+        if self.cfg.freeze_bn:
+            for m in self.model.modules():
+                if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+                    m.eval()
 
     @property
     def evaluated(self) -> MultiTaskNet:
