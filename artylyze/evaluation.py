@@ -18,6 +18,7 @@ from artylyze.atomic import atomic_write_text
 from artylyze.errors import ArtyLyzeError
 from artylyze.imaging import load_image
 from artylyze.looks_at import EXAMPLES as SHEET_EXAMPLES
+from artylyze.options import Evaluate
 from artylyze.train.metrics import UNKNOWN, task_metrics
 
 if TYPE_CHECKING:
@@ -128,9 +129,9 @@ def date_metrics(preds: list[Prediction], years: np.ndarray) -> dict[str, Any]:
             "interval_mean_width": round(float((high - low).mean()), 1)}
 
 
-def evaluate(model_path: str | Path, manifest: str | Path, split: str = "test",
+def evaluate(model_path: str | Path, manifest: str | Path, split: str = Evaluate.split.default,
              out_dir: str | Path | None = None, batch_size: int = 64,
-             limit: int | None = None, plots: bool = True,
+             limit: int | None = None, plots: bool = Evaluate.plots.default,
              saliency: int = SHEET_EXAMPLES) -> dict:
     """Metrics per task on ``split``; writes ``metrics.json`` (+ PNGs) into ``out_dir``, with
     ``saliency`` right and wrong examples per class in the "what the model looks at" sheets."""

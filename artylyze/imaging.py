@@ -42,10 +42,11 @@ import numpy as np
 from PIL import ExifTags, Image
 
 from artylyze.errors import ArtyLyzeError
+from artylyze.options import MAX_BYTES, MAX_PIXELS
 
-DEFAULT_MAX_PIXELS = 180_000_000
+DEFAULT_MAX_PIXELS = MAX_PIXELS
 # Largest file read at all: a 180 MP 16-bit RGBA TIFF stored raw is 1.4 GB.
-DEFAULT_MAX_BYTES = 2 * 1024**3
+DEFAULT_MAX_BYTES = MAX_BYTES
 IMAGE_EXTENSIONS: frozenset[str] = frozenset(
     {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".webp", ".bmp", ".gif"}
 )

@@ -13,11 +13,12 @@ import numpy as np
 from PIL import Image
 
 from artylyze.index.plots import pyplot, save_figure
+from artylyze.options import Evaluate
 from artylyze.overlay import overlay
 from artylyze.saliency import Predictor, SaliencyOptions, perturb
 from artylyze.train.metrics import UNKNOWN
 
-EXAMPLES = 2  # right and wrong examples per class
+EXAMPLES: int = Evaluate.saliency.default  # right and wrong examples per class
 MAX_CLASSES = 12  # rows per sheet: the classes with the most test images
 TILE_INCH = 1.9
 

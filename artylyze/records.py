@@ -30,12 +30,13 @@ import pyarrow.parquet as pq
 from artylyze.atomic import atomic_write
 from artylyze.bundle import sha256_file
 from artylyze.errors import ArtyLyzeError
+from artylyze.options import FILE_COLUMN, ID_COLUMN
 from artylyze.store import META_ROOT, ROW_GROUP_ROWS, OutputLock, OutputTarget
 
 RECORD_ID = "record_id"
 META_RECORDS = b"artylyze.records"
-DEFAULT_ID_COLUMN = "id"
-DEFAULT_FILE_COLUMN = "file"
+DEFAULT_ID_COLUMN = ID_COLUMN
+DEFAULT_FILE_COLUMN = FILE_COLUMN
 FORMATS = (".csv", ".parquet", ".jsonl", ".ndjson")
 JOIN_VERSION = 1  # recorded with the ids: a change to the matching rules joins again
 

@@ -28,6 +28,7 @@ import numpy as np
 from PIL import Image, ImageFilter
 
 from artylyze.errors import ArtyLyzeError
+from artylyze.options import Explain
 
 Predictor = Callable[[np.ndarray], dict[str, np.ndarray]]
 METHODS = ("rise", "occlusion")
@@ -46,12 +47,12 @@ class SaliencyError(ArtyLyzeError):
 class SaliencyOptions:
     """Every default of the perturbation methods in one place; the CLI reads them."""
 
-    method: str = "rise"
-    masks: int = 32  # rise: forward passes (complementary pairs, so an even number)
+    method: str = Explain.method.default
+    masks: int = Explain.masks.default  # rise: forward passes (complementary pairs: even)
     grid: int = 5  # rise: mask cells per side (coarser cells: steadier maps from few masks)
     smooth: float = 0.12  # median window of the baseline, as a share of the side
     batch_size: int = 24
-    seed: int = 0
+    seed: int = Explain.seed.default
 
     def check(self) -> SaliencyOptions:
         if self.method not in METHODS:

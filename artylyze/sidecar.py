@@ -38,6 +38,7 @@ from artylyze import __version__
 from artylyze.atomic import atomic_write
 from artylyze.errors import ArtyLyzeError
 from artylyze.metafile import MetaFile, open_meta
+from artylyze.options import Write
 from artylyze.records import RECORD_ID
 from artylyze.store import decode_path
 from artylyze.xmp import (
@@ -81,9 +82,9 @@ class SidecarOptions:
 
     sidecar_dir: Path | None = None  # None: beside each image, under the collection root
     root: Path | None = None  # the collection root (default: the one meta.parquet records)
-    min_score: float = 0.5  # a label at or above goes into IPTC fields and keywords
-    creator_min_score: float = 0.8  # the predicted artist is suggested as AOCreator from here
-    creator: bool = True  # False: never suggest an AOCreator
+    min_score: float = Write.min_score.default  # at or above: into IPTC fields and keywords
+    creator_min_score: float = Write.creator_min_score.default  # suggested as AOCreator from here
+    creator: bool = Write.creator.default  # False: never suggest an AOCreator
     force: bool = False  # rewrite sidecars whose digest matches
 
     def check(self) -> None:

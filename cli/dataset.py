@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from artylyze.cli.errors import cli_errors
+from artylyze.options import Dataset as O
 
 app = typer.Typer(help="Prepare training data.", no_args_is_help=True)
 
@@ -17,7 +18,7 @@ def build(
         ..., exists=True, file_okay=False,
         help="Image folders, or data set folders holding images/ and labels.csv; several "
              "are joined into one manifest, each keeping its own splits."),
-    out: Path = typer.Option(Path("manifest.parquet"), "--out", "-o", help="Manifest Parquet."),
+    out: Path = typer.Option(O.out.default, "--out", "-o", help=O.out.help),
     labels: list[Path] = typer.Option(
         [], exists=True, dir_okay=False,
         help="Labels CSV/Parquet with a 'path' column, one per image folder in the same "
@@ -25,16 +26,15 @@ def build(
              "folder name."),
     artists: Path | None = typer.Option(None, exists=True, dir_okay=False,
                                         help="Artist table: artist, nationality."),
-    min_count: int = typer.Option(30, min=1, help="Classes rarer than this become unknown."),
-    period_step: int = typer.Option(50, min=1, help="Years per period bin."),
-    folder_task: str = typer.Option("style", help="Task named by the folder (no --labels)."),
+    min_count: int = typer.Option(O.min_count.default, min=1, help=O.min_count.help),
+    period_step: int = typer.Option(O.period_step.default, min=1, help=O.period_step.help),
+    folder_task: str = typer.Option(O.folder_task.default, help=O.folder_task.help),
     records: Path | None = typer.Option(None, exists=True, dir_okay=False,
                                         help="Museum records (CSV, Parquet or JSON lines) "
                                         "naming each image's file: rows get its id as "
                                         "record_id."),
-    id_column: str = typer.Option("id", help="With --records: the column holding the id."),
-    file_column: str = typer.Option("file", help="With --records: the column holding the "
-                                    "file name or its path under the image folders."),
+    id_column: str = typer.Option(O.id_column.default, help=O.id_column.help),
+    file_column: str = typer.Option(O.file_column.default, help=O.file_column.help),
 ) -> None:
     """Join images with labels into a manifest: one row per image, one column per task."""
     from artylyze.train.manifest import (

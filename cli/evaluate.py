@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from artylyze.cli.errors import cli_errors
+from artylyze.options import Evaluate as O
 
 
 def evaluate(
@@ -14,13 +15,11 @@ def evaluate(
                                  help="Checkpoint directory or ONNX bundle."),
     manifest: Path = typer.Option(..., "--manifest", "-m", exists=True, dir_okay=False,
                                   help="Manifest Parquet from `artylyze dataset build`."),
-    split: str = typer.Option("test", help="Split to evaluate."),
-    out: Path = typer.Option(Path("eval"), "--out", "-o", help="Folder for metrics.json + PNGs."),
+    split: str = typer.Option(O.split.default, help=O.split.help),
+    out: Path = typer.Option(O.out.default, "--out", "-o", help=O.out.help),
     limit: int | None = typer.Option(None, help="At most this many images."),
-    plots: bool = typer.Option(True, help="Write PNG plots."),
-    saliency: int = typer.Option(
-        2, min=0, help="Right and wrong examples per class, with saliency maps, in the "
-        "'what the model looks at' sheets (0: none)."),
+    plots: bool = typer.Option(O.plots.default, help=O.plots.help),
+    saliency: int = typer.Option(O.saliency.default, min=0, help=O.saliency.help),
 ) -> None:
     """Accuracy, macro/weighted P/R/F1, top-3 accuracy and confusion matrices per task."""
     from artylyze.evaluation import evaluate as run

@@ -12,11 +12,8 @@ from typing import Annotated
 import typer
 
 from artylyze.cli.errors import cli_errors
-
-# = artylyze.saliency.SaliencyOptions defaults, repeated so that --help stays fast
-METHOD = "rise"
-MASKS = 32
-SEED = 0
+from artylyze.cli.params import option
+from artylyze.options import Explain as O
 
 
 def explain(
@@ -27,9 +24,7 @@ def explain(
     label: Annotated[str | None, typer.Option(
         "--label", "-l", help="Explain this label instead of the top prediction "
         "(one --task only).")] = None,
-    out: Annotated[Path, typer.Option(
-        "--out", "-o", file_okay=False, help="Folder for the PNGs and index.html.")] = Path(
-            "explain"),
+    out: Annotated[Path, option(O.out, "--out", "-o", file_okay=False)] = O.out.default,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON (for scripts).")] = False,
     model: Annotated[Path | None, typer.Option(
         "--model", file_okay=False, help="Model bundle (default: the shipped one).")] = None,
@@ -37,15 +32,11 @@ def explain(
         "--checkpoint", exists=True, file_okay=False,
         help="Explain a training checkpoint instead, adding Grad-CAM (needs the train "
         "extra).")] = None,
-    method: Annotated[str, typer.Option(
-        "--method", help="Masking method: rise (smooth random masks) or occlusion "
-        "(a sliding window).")] = METHOD,
-    masks: Annotated[int, typer.Option(
-        "--masks", min=2, help="RISE: masked forward passes per image.")] = MASKS,
-    seed: Annotated[int, typer.Option("--seed", help="RISE: seed of the masks.")] = SEED,
-    device: Annotated[str, typer.Option("--device", help="cpu, cuda or auto.")] = "cpu",
-    threads: Annotated[int | None, typer.Option(
-        "--threads", min=1, help="onnxruntime threads (default: all usable cores).")] = None,
+    method: Annotated[str, option(O.method, "--method")] = O.method.default,
+    masks: Annotated[int, option(O.masks, "--masks", min=2)] = O.masks.default,
+    seed: Annotated[int, option(O.seed, "--seed")] = O.seed.default,
+    device: Annotated[str, option(O.device, "--device")] = O.device.default,
+    threads: Annotated[int | None, option(O.threads, "--threads", min=1)] = O.threads.default,
 ) -> None:
     """Show which parts of each painting drive its predictions: a saliency map per image
     and task, drawn over the painting, with the top predictions."""

@@ -13,12 +13,10 @@ from typing import Annotated, Any, TextIO
 import typer
 
 from artylyze.cli.errors import cli_errors
+from artylyze.cli.params import option
+from artylyze.options import MIN_OPSET
+from artylyze.options import Export as O
 
-# Defaults of artylyze.export.export_bundle, repeated here so that --help stays fast.
-DEFAULT_OPSET = 18
-CHECK_COUNT = 16
-CALIBRATION_COUNT = 128
-MAX_STYLE_DROP = 1.5
 STAGES = {
     "export": "exporting the ONNX graph",
     "parity": "parity check against torch",
@@ -36,13 +34,12 @@ def export(
     quantize: Annotated[str | None, typer.Option(
         "--quantize", help="'int8': static int8 quantization, refused if style accuracy "
         "drops by more than --max-style-drop points.")] = None,
-    opset: Annotated[int, typer.Option(
-        "--opset", min=18, help="ONNX opset of the graph.")] = DEFAULT_OPSET,
+    opset: Annotated[int, option(O.opset, "--opset", min=MIN_OPSET)] = O.opset.default,
     check_images: Annotated[Path | None, typer.Option(
         "--check-images", exists=True, help="Folder, CSV or manifest of images for the "
         "parity check (default: test images of the default source).")] = None,
-    check_count: Annotated[int, typer.Option(
-        "--check-count", min=1, help="Images used for the parity check.")] = CHECK_COUNT,
+    check_count: Annotated[int, option(O.check_count, "--check-count", min=1)
+                           ] = O.check_count.default,
     data: Annotated[Path | None, typer.Option(
         "--data", exists=True, help="Default source of images: a wikiart11-like folder "
         "(labels.csv + images/), CSV or training manifest (default: the manifest the "
@@ -50,19 +47,16 @@ def export(
     calibration: Annotated[Path | None, typer.Option(
         "--calibration", exists=True, help="Folder, CSV or manifest of int8 calibration "
         "images (default: train split of the default source).")] = None,
-    calibration_count: Annotated[int, typer.Option(
-        "--calibration-count", min=1, help="Calibration images.")] = CALIBRATION_COUNT,
+    calibration_count: Annotated[int, option(O.calibration_count, "--calibration-count", min=1)
+                                 ] = O.calibration_count.default,
     eval_labels: Annotated[Path | None, typer.Option(
         "--eval-labels", exists=True, dir_okay=False, help="Labelled CSV or manifest to "
         "compare int8 with fp32 on (default: test split of the default source).")] = None,
     eval_count: Annotated[int | None, typer.Option(
         "--eval-count", min=1, help="Evaluate on this many images (default: all).")] = None,
-    max_style_drop: Annotated[float, typer.Option(
-        "--max-style-drop", help="Largest style accuracy loss (points) int8 may cost.")
-    ] = MAX_STYLE_DROP,
-    threads: Annotated[int | None, typer.Option(
-        "--threads", min=1, help="onnxruntime threads for checks and timing "
-        "(default: usable cores).")] = None,
+    max_style_drop: Annotated[float, option(O.max_style_drop, "--max-style-drop")
+                              ] = O.max_style_drop.default,
+    threads: Annotated[int | None, option(O.threads, "--threads", min=1)] = O.threads.default,
     metrics: Annotated[Path | None, typer.Option(
         "--metrics", exists=True, dir_okay=False,
         help="metrics.json from `artylyze evaluate CHECKPOINT` on the test split, recorded "

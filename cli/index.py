@@ -9,6 +9,8 @@ from typing import Annotated
 import typer
 
 from artylyze.cli.errors import cli_errors
+from artylyze.cli.params import option
+from artylyze.options import IndexBuild as O
 from artylyze.text import printable
 
 app = typer.Typer(help="Build a similarity index (FAISS + PCA + clusters) from a meta.parquet.",
@@ -44,10 +46,9 @@ def build(
         "--k", min=1, help="KMeans k (default: highest silhouette in the sweep).")] = None,
     gmm_k: Annotated[int | None, typer.Option(
         "--gmm-k", min=1, help="Gaussian mixture k (default: lowest BIC).")] = None,
-    covariance: Annotated[str, typer.Option(
-        "--covariance", help="GMM covariance: diag or full.")] = "diag",
-    cluster_dims: Annotated[int, typer.Option(
-        "--cluster-dims", min=1, help="PCA dims the clusters are fitted in.")] = 32,
+    covariance: Annotated[str, option(O.covariance, "--covariance")] = O.covariance.default,
+    cluster_dims: Annotated[int, option(O.cluster_dims, "--cluster-dims", min=1)
+                            ] = O.cluster_dims.default,
     labels: Annotated[Path | None, typer.Option(
         "--labels", exists=True, dir_okay=False,
         help="Ground-truth CSV joined on `path` (e.g. wikiart11 labels.csv); themes use it.",
@@ -61,13 +62,13 @@ def build(
         help="Pack a small picture (PX on the long side, WebP) of every work into the index, "
              "so its pages show pictures where the collection is not at hand (96: ~1.7 KB "
              "each).")] = None,
-    seed: Annotated[int, typer.Option("--seed", help="Seed for sampling and clustering.")] = 0,
+    seed: Annotated[int, option(O.seed, "--seed")] = O.seed.default,
     stream: Annotated[bool | None, typer.Option(
         "--stream/--in-memory",
         help="Read embeddings chunk by chunk (IVF-SQ8/PQ above 50k rows) or all at once; "
              "default: stream when the embeddings exceed 1 GiB.")] = None,
-    chunk_rows: Annotated[int, typer.Option(
-        "--chunk-rows", min=1, help="Rows read at a time when streaming.")] = 65_536,
+    chunk_rows: Annotated[int, option(O.chunk_rows, "--chunk-rows", min=1)
+                          ] = O.chunk_rows.default,
     trained: Annotated[Path | None, typer.Option(
         "--trained", exists=True, file_okay=False,
         help="Reuse the trained index, PCA and clusters of this index directory (for shards "

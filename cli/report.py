@@ -8,8 +8,8 @@ from typing import Annotated
 import typer
 
 from artylyze.cli.errors import cli_errors
-
-CASES = 6  # = artylyze.index.collection_report.CASES, repeated so that --help stays fast
+from artylyze.cli.params import option
+from artylyze.options import Report as O
 
 
 def report(
@@ -26,8 +26,7 @@ def report(
         "--labels", exists=True, dir_okay=False,
         help="Ground-truth CSV joined on `path`; used instead of predictions where it has "
         "a value.")] = None,
-    cases: Annotated[int, typer.Option(
-        "--cases", min=0, help="Case studies: the works with the most mixed membership.")] = CASES,
+    cases: Annotated[int, option(O.cases, "--cases", min=0)] = O.cases.default,
 ) -> None:
     """A collection report: styles through time and place, how the clusters relate, what
     each style draws on, and case studies, as one HTML page with its charts."""

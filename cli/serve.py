@@ -13,10 +13,11 @@ from typing import Annotated
 import typer
 
 from artylyze.cli.errors import cli_errors
+from artylyze.cli.params import option
 from artylyze.errors import ArtyLyzeError
+from artylyze.options import Serve as D
 from artylyze.serve.options import MIB, ServeOptions
 
-D = ServeOptions  # the defaults live there, once
 NEEDS = ("fastapi", "uvicorn", "multipart")
 
 
@@ -31,36 +32,25 @@ def serve(
         "images (default: the index's root).")] = None,
     bundle: Annotated[Path | None, typer.Option(
         "--bundle", file_okay=False, help="Bundle for uploads (default: the index's own).")] = None,
-    host: Annotated[str, typer.Option("--host", help="Address to bind.")] = D.host,
-    port: Annotated[int, typer.Option("--port", min=1, max=65535)] = D.port,
-    workers: Annotated[int, typer.Option(
-        "--workers", min=1, help="Server processes, each with its own model session.")] = 1,
-    threads: Annotated[int | None, typer.Option(
-        "--threads", min=1, help="onnxruntime threads per worker (default: cores / workers).")
-    ] = None,
-    device: Annotated[str, typer.Option("--device", help="cpu, cuda or auto.")] = D.device,
-    max_upload_mb: Annotated[float, typer.Option(
-        "--max-upload-mb", min=0.01, help="Largest upload accepted (413 beyond).")
-    ] = D.max_upload_bytes / MIB,
-    max_pixels: Annotated[int, typer.Option(
-        "--max-pixels", min=1, help="Largest image decoded (422 beyond).")] = D.max_pixels,
-    max_inflight: Annotated[int, typer.Option(
-        "--max-inflight", min=1, help="Uploads in progress at once per worker (503 beyond).")
-    ] = D.max_inflight,
-    timeout: Annotated[float, typer.Option(
-        "--timeout", min=0.1, help="Seconds to decode and infer an upload (503 beyond).")
-    ] = D.timeout_s,
-    batch: Annotated[int | None, typer.Option(
-        "--batch", min=1, help="Most images of concurrent requests per inference call "
-        "(default: 16 on a GPU, 1 on CPU, where batches cost more per image).")] = None,
-    batch_wait_ms: Annotated[float, typer.Option(
-        "--batch-wait-ms", min=0, help="How long an image waits for others to join its batch.")
-    ] = D.batch_wait_ms,
+    host: Annotated[str, option(D.host, "--host")] = D.host.default,
+    port: Annotated[int, option(D.port, "--port", min=1, max=65535)] = D.port.default,
+    workers: Annotated[int, option(D.workers, "--workers", min=1)] = D.workers.default,
+    threads: Annotated[int | None, option(D.threads, "--threads", min=1)] = D.threads.default,
+    device: Annotated[str, option(D.device, "--device")] = D.device.default,
+    max_upload_mb: Annotated[float, option(D.max_upload_mb, "--max-upload-mb", min=0.01)
+                             ] = D.max_upload_mb.default,
+    max_pixels: Annotated[int, option(D.max_pixels, "--max-pixels", min=1)
+                          ] = D.max_pixels.default,
+    max_inflight: Annotated[int, option(D.max_inflight, "--max-inflight", min=1)
+                            ] = D.max_inflight.default,
+    timeout: Annotated[float, option(D.timeout, "--timeout", min=0.1)] = D.timeout.default,
+    batch: Annotated[int | None, option(D.batch, "--batch", min=1)] = D.batch.default,
+    batch_wait_ms: Annotated[float, option(D.batch_wait_ms, "--batch-wait-ms", min=0)
+                             ] = D.batch_wait_ms.default,
     cors_origin: Annotated[list[str] | None, typer.Option(
         "--cors-origin", help="Allow browser calls from this origin (repeatable; default: "
         "none).")] = None,
-    root_path: Annotated[str, typer.Option(
-        "--root-path", help="Prefix a reverse proxy serves this under, e.g. /artylyze.")] = "",
+    root_path: Annotated[str, option(D.root_path, "--root-path")] = D.root_path.default,
 ) -> None:
     """Serve the JSON API (/v1, docs at /docs) and a web page to tag, search and browse."""
     with cli_errors():

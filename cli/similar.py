@@ -11,7 +11,9 @@ from typing import Annotated, Any
 
 import typer
 
+from artylyze import options
 from artylyze.cli.errors import cli_errors
+from artylyze.cli.params import option
 from artylyze.text import printable
 
 PIPE_WIDTH = 200
@@ -56,7 +58,7 @@ def _results_table(answer: dict[str, Any]):
 
 IndexOpt = Annotated[Path | None, typer.Option("--index", file_okay=False, help=INDEX_HELP)]
 BundleOpt = Annotated[Path | None, typer.Option("--bundle", file_okay=False, help=BUNDLE_HELP)]
-DeviceOpt = Annotated[str, typer.Option("--device", help="cpu, cuda or auto.")]
+DeviceOpt = Annotated[str, option(options.DEVICE, "--device")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON (for scripts).")]
 
 
@@ -64,12 +66,12 @@ def similar(
     images: Annotated[list[str], typer.Argument(
         help="Image files, or paths already in the index.")],
     index: IndexOpt = None,
-    k: Annotated[int, typer.Option("-k", "--k", min=1, help="Results per image.")] = 10,
+    k: Annotated[int, option(options.Similar.k, "-k", "--k", min=1)] = options.Similar.k.default,
     as_json: JsonOpt = False,
     html: Annotated[Path | None, typer.Option(
         "--html", dir_okay=False, help="Also write a page of thumbnails to this file.")] = None,
     bundle: BundleOpt = None,
-    device: DeviceOpt = "cpu",
+    device: DeviceOpt = options.DEVICE.default,
 ) -> None:
     """Find the known artworks each image resembles most."""
     with cli_errors():
@@ -121,12 +123,13 @@ def _influence_tables(result: dict[str, Any]):
 def influence(
     image: Annotated[str, typer.Argument(help="An image file, or a path already in the index.")],
     index: IndexOpt = None,
-    top: Annotated[int, typer.Option("--top", min=1, help="Clusters to describe.")] = 5,
+    top: Annotated[int, option(options.Influence.top, "--top", min=1)
+                   ] = options.Influence.top.default,
     as_json: JsonOpt = False,
     png: Annotated[Path | None, typer.Option(
         "--png", dir_okay=False, help="Also write a bar chart of the memberships.")] = None,
     bundle: BundleOpt = None,
-    device: DeviceOpt = "cpu",
+    device: DeviceOpt = options.DEVICE.default,
 ) -> None:
     """Show the styles, regions and periods an image draws on: its predicted labels and its
     membership in the collection's clusters, with their themes."""

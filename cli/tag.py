@@ -15,12 +15,9 @@ from typing import Annotated
 import typer
 
 from artylyze.cli.errors import EXIT_INPUTS_FAILED, cli_errors, fail
+from artylyze.cli.params import option
+from artylyze.options import Tag as T
 from artylyze.text import printable
-
-# = artylyze.imaging.DEFAULT_MAX_PIXELS and DEFAULT_MAX_BYTES, not imported so that --help
-# stays fast
-MAX_PIXELS_DEFAULT = 180_000_000
-MAX_BYTES_DEFAULT = 2 * 1024**3
 
 
 def tag(
@@ -31,17 +28,12 @@ def tag(
         "folder) writes a Parquet dataset of part files instead.")],
     model: Annotated[Path | None, typer.Option(
         "--model", file_okay=False, help="Model bundle folder (default: the shipped one).")] = None,
-    batch_size: Annotated[int, typer.Option(
-        "--batch-size", min=1, help="Images per inference call.")] = 32,
-    workers: Annotated[int | None, typer.Option(
-        "--workers", min=1, help="Decode workers (default: the cores not given to "
-        "inference; workers + threads never exceed the usable cores).")] = None,
-    threads: Annotated[int | None, typer.Option(
-        "--threads", min=1, help="onnxruntime threads (default: 3/4 of the usable cores "
-        "on CPU, 1 on GPU).")] = None,
-    device: Annotated[str, typer.Option("--device", help="cpu, cuda or auto.")] = "cpu",
-    top_k: Annotated[int, typer.Option(
-        "--top-k", min=1, help="Labels kept per task, best first.")] = 3,
+    batch_size: Annotated[int, option(T.batch_size, "--batch-size", min=1)
+                          ] = T.batch_size.default,
+    workers: Annotated[int | None, option(T.workers, "--workers", min=1)] = T.workers.default,
+    threads: Annotated[int | None, option(T.threads, "--threads", min=1)] = T.threads.default,
+    device: Annotated[str, option(T.device, "--device")] = T.device.default,
+    top_k: Annotated[int, option(T.top_k, "--top-k", min=1)] = T.top_k.default,
     include: Annotated[list[str] | None, typer.Option(
         "--include", help="Only files matching this glob (repeatable). A glob with / "
         "matches the path from the collection root, else the file name.")] = None,
@@ -60,24 +52,16 @@ def tag(
     ] = False,
     quiet: Annotated[bool, typer.Option(
         "--quiet", "-q", help="No progress and no summary; warnings still go to stderr.")] = False,
-    max_pixels: Annotated[int, typer.Option(
-        "--max-pixels", min=1, help="Refuse images larger than this (decompression "
-        "bombs); they get an error row.")] = MAX_PIXELS_DEFAULT,
-    max_bytes: Annotated[int, typer.Option(
-        "--max-bytes", min=1, help="Refuse files larger than this many bytes without reading "
-        "them; they get an error row.")] = MAX_BYTES_DEFAULT,
+    max_pixels: Annotated[int, option(T.max_pixels, "--max-pixels", min=1)
+                          ] = T.max_pixels.default,
+    max_bytes: Annotated[int, option(T.max_bytes, "--max-bytes", min=1)] = T.max_bytes.default,
     force: Annotated[bool, typer.Option(
         "--force", help="Replace an --out file that ArtyLyze did not write (by default the "
         "run refuses, exit 2).")] = False,
-    commit_every: Annotated[int, typer.Option(
-        "--commit-every", min=1, help="Rows per committed chunk: a crash loses at most "
-        "this many (or 60 s of work).")] = 4096,
-    executor: Annotated[str, typer.Option(
-        "--executor", help="Decode in 'thread's (default) or 'process'es.")] = "thread",
-    engine: Annotated[str, typer.Option(
-        "--engine", help="'local' (default): this machine. 'ray': a Ray cluster (needs the "
-        "'ray' extra); --out is then a folder of part files, --threads is per actor.")
-    ] = "local",
+    commit_every: Annotated[int, option(T.commit_every, "--commit-every", min=1)
+                            ] = T.commit_every.default,
+    executor: Annotated[str, option(T.executor, "--executor")] = T.executor.default,
+    engine: Annotated[str, option(T.engine, "--engine")] = T.engine.default,
     ray_address: Annotated[str | None, typer.Option(
         "--ray-address", help="With --engine ray: the cluster to join (e.g. auto, or "
         "HOST:6379); default RAY_ADDRESS, else a local Ray is started.")] = None,
@@ -85,12 +69,8 @@ def tag(
         "--records", dir_okay=False, help="Museum records (CSV, Parquet or JSON lines) naming "
         "each image's file: rows get the record's id as record_id. Later runs reuse the "
         "table the output recorded.")] = None,
-    id_column: Annotated[str, typer.Option(
-        "--id-column", help="With --records: the column holding the id (e.g. an accession "
-        "number).")] = "id",
-    file_column: Annotated[str, typer.Option(
-        "--file-column", help="With --records: the column holding the file name or its "
-        "path under COLLECTION.")] = "file",
+    id_column: Annotated[str, option(T.id_column, "--id-column")] = T.id_column.default,
+    file_column: Annotated[str, option(T.file_column, "--file-column")] = T.file_column.default,
 ) -> None:
     """Tag every image under COLLECTION: style, genre, artist, nationality, period, embedding.
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import typer
 
 from artylyze.cli.errors import cli_errors
+from artylyze.options import Train as T
 
 
 class Mode(str, Enum):
@@ -24,23 +25,22 @@ class Balance(str, Enum):
 
 def train(
     manifest: Path = typer.Argument(..., exists=True, dir_okay=False, help="Manifest Parquet."),
-    out: Path = typer.Option(Path("runs/model"), "--out", "-o", help="Run directory."),
-    backbone: str = typer.Option("efficientnet_lite0", help="efficientnet_lite0, "
-                                 "mobilenet_v3_large, mobilenet_v3_small, mobilenet_v2, cnn3."),
-    mode: Mode = typer.Option(Mode.finetune, help="frozen: heads on cached features."),
-    epochs: int = typer.Option(14, min=1),
-    batch_size: int = typer.Option(48, min=1),
-    lr: float = typer.Option(1e-3, help="Learning rate of embedding and heads."),
-    backbone_lr: float = typer.Option(3e-4, help="Learning rate of the unfrozen backbone."),
-    balance: Balance = typer.Option(Balance.weighted_loss, help="Class-imbalance handling."),
-    train_size: int = typer.Option(192, help="Crop size while fine-tuning."),
-    input_size: int = typer.Option(224, help="Bundle input size (validation, export)."),
-    embedding_dim: int = typer.Option(256),
-    patience: int = typer.Option(4, help="Early stopping patience in epochs."),
-    ema_decay: float = typer.Option(0.997, min=0.0, max=0.99999,
-                                    help="Weight averaging while fine-tuning; 0 turns it off."),
-    seed: int = typer.Option(0),
-    bf16: bool = typer.Option(True, help="bfloat16 autocast while training on CPU."),
+    out: Path = typer.Option(T.out.default, "--out", "-o", help=T.out.help),
+    backbone: str = typer.Option(T.backbone.default, help=T.backbone.help),
+    mode: Mode = typer.Option(Mode(T.mode.default), help=T.mode.help),
+    epochs: int = typer.Option(T.epochs.default, min=1, help=T.epochs.help),
+    batch_size: int = typer.Option(T.batch_size.default, min=1, help=T.batch_size.help),
+    lr: float = typer.Option(T.lr.default, help=T.lr.help),
+    backbone_lr: float = typer.Option(T.backbone_lr.default, help=T.backbone_lr.help),
+    balance: Balance = typer.Option(Balance(T.balance.default), help=T.balance.help),
+    train_size: int = typer.Option(T.train_size.default, help=T.train_size.help),
+    input_size: int = typer.Option(T.input_size.default, help=T.input_size.help),
+    embedding_dim: int = typer.Option(T.embedding_dim.default, help=T.embedding_dim.help),
+    patience: int = typer.Option(T.patience.default, help=T.patience.help),
+    ema_decay: float = typer.Option(T.ema_decay.default, min=0.0, max=0.99999,
+                                    help=T.ema_decay.help),
+    seed: int = typer.Option(T.seed.default, help=T.seed.help),
+    bf16: bool = typer.Option(T.bf16.default, help=T.bf16.help),
     weights: Path | None = typer.Option(None, exists=True, help="Backbone weights file."),
     limit: int | None = typer.Option(None, help="At most this many images per split."),
     init: Path | None = typer.Option(None, exists=True, file_okay=False, help="Start from "
@@ -48,15 +48,9 @@ def train(
                                      "embedding and heads of a fine-tuned model."),
     name: str | None = typer.Option(None, help="Model name recorded in checkpoints and "
                                     "bundles (default: artylyze-BACKBONE)."),
-    degrade: bool = typer.Option(True, help="Random JPEG re-compression, blur and colour "
-                                 "jitter while fine-tuning, so the model cannot learn a "
-                                 "source's file quality."),
-    freeze_bn: bool = typer.Option(False, help="Keep batch-norm statistics fixed, e.g. when "
-                                   "--weights come from a bundle (python -m "
-                                   "artylyze.train.from_bundle), whose batch norms are folded."),
-    tasks: str = typer.Option("style,genre,artist,nationality,year",
-                              help="Comma-separated tasks to learn (year: decades, from "
-                                   "recorded years; the period is derived from it)."),
+    degrade: bool = typer.Option(T.degrade.default, help=T.degrade.help),
+    freeze_bn: bool = typer.Option(T.freeze_bn.default, help=T.freeze_bn.help),
+    tasks: str = typer.Option(T.tasks.default, help=T.tasks.help),
 ) -> None:
     """Train a multi-task model; resumes from OUT/last when it exists."""
     from artylyze.train.loop import TrainConfig

@@ -13,6 +13,8 @@ from typing import Annotated
 import typer
 
 from artylyze.cli.errors import cli_errors
+from artylyze.cli.params import option
+from artylyze.options import Write as O
 
 SHOWN_FAILURES = 10
 
@@ -30,14 +32,12 @@ def write(
     root: Annotated[Path | None, typer.Option(
         "--root", file_okay=False, help="The collection folder, if it moved since tagging "
         "(default: the one meta.parquet records).")] = None,
-    min_score: Annotated[float, typer.Option(
-        "--min-score", min=0.0, max=1.0, help="Labels at least this sure go into the IPTC "
-        "fields and keywords (models with <task>_confident use that instead).")] = 0.5,
-    creator_min_score: Annotated[float, typer.Option(
-        "--creator-min-score", min=0.0, max=1.0, help="The predicted artist is suggested as "
-        "the artwork's creator from this score; never over a creator already there.")] = 0.8,
-    creator: Annotated[bool, typer.Option(
-        "--creator/--no-creator", help="Suggest the predicted artist as the creator.")] = True,
+    min_score: Annotated[float, option(O.min_score, "--min-score", min=0.0, max=1.0)
+                         ] = O.min_score.default,
+    creator_min_score: Annotated[float, option(
+        O.creator_min_score, "--creator-min-score", min=0.0, max=1.0)
+    ] = O.creator_min_score.default,
+    creator: Annotated[bool, option(O.creator, "--creator/--no-creator")] = O.creator.default,
     force: Annotated[bool, typer.Option(
         "--force", help="Rewrite sidecars even where they are up to date.")] = False,
     csv_out: Annotated[Path | None, typer.Option(

@@ -25,9 +25,8 @@ import torch
 from torch import nn
 
 from artylyze.export.errors import ExportError
+from artylyze.options import DEFAULT_OPSET, MIN_OPSET
 
-MIN_OPSET = 18
-DEFAULT_OPSET = 18
 EPS = 1e-12  # as torch.nn.functional.normalize
 
 

@@ -37,11 +37,12 @@ from artylyze.export import parity as parity_mod
 from artylyze.export.errors import ExportError
 from artylyze.export.quantize import MAX_STYLE_DROP
 from artylyze.export.samples import Sample, batches, default_source, load_pixels, read_samples
+from artylyze.options import DEFAULT_OPSET
+from artylyze.options import Export as O
 
-DEFAULT_OPSET = 18  # = graph.DEFAULT_OPSET, repeated so that importing this module needs no torch
 QUANTIZE_CHOICES = ("int8",)
-CHECK_COUNT = 16
-CALIBRATION_COUNT = 128
+CHECK_COUNT: int = O.check_count.default
+CALIBRATION_COUNT: int = O.calibration_count.default
 BATCH = 16
 
 Progress = Callable[[str, int, int], None]  # (stage, done, total); done=0 opens the stage

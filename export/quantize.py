@@ -26,10 +26,11 @@ import onnx
 from artylyze.bundle import Task
 from artylyze.export.errors import ExportError
 from artylyze.export.runtime import open_session, run
+from artylyze.options import Export
 
 LINEAR_OPS = ("Gemm", "MatMul")
 STYLE_TASK = "style"
-MAX_STYLE_DROP = 1.5  # accuracy points
+MAX_STYLE_DROP: float = Export.max_style_drop.default  # accuracy points
 
 
 def float_tail(model: onnx.ModelProto) -> list[str]:

@@ -212,13 +212,14 @@ def test_importing_export_needs_no_torch() -> None:
 
 
 def test_opset_defaults_agree() -> None:
-    from artylyze.cli import export as cli_export
+    """The CLI's side is checked in test_options (the CLI declares options.Export)."""
     from artylyze.export import graph, onnx_export
+    from artylyze.options import Export
 
-    assert graph.DEFAULT_OPSET == onnx_export.DEFAULT_OPSET == cli_export.DEFAULT_OPSET
-    assert onnx_export.CHECK_COUNT == cli_export.CHECK_COUNT
-    assert onnx_export.CALIBRATION_COUNT == cli_export.CALIBRATION_COUNT
-    assert onnx_export.MAX_STYLE_DROP == cli_export.MAX_STYLE_DROP
+    assert graph.DEFAULT_OPSET == onnx_export.DEFAULT_OPSET == Export.opset.default
+    assert onnx_export.CHECK_COUNT == Export.check_count.default
+    assert onnx_export.CALIBRATION_COUNT == Export.calibration_count.default
+    assert onnx_export.MAX_STYLE_DROP == Export.max_style_drop.default
 
 
 def test_unknown_quantization_and_low_opset(ckpt, tmp_path) -> None:

@@ -8,8 +8,10 @@ import os
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
+from artylyze.options import MIB
+from artylyze.options import Serve as D
+
 ENV_VAR = "ARTYLYZE_SERVE_OPTIONS"  # how uvicorn's worker processes get the options
-MIB = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -20,22 +22,22 @@ class ServeOptions:
     meta: Path | None = None  # a meta.parquet whose rows add detail to the indexed works
     collection: Path | None = None  # where the works' files live (default: the index's root)
     bundle: Path | None = None  # default: the index's own
-    host: str = "127.0.0.1"
-    port: int = 8000
-    workers: int = 1
-    device: str = "cpu"
-    threads: int | None = None  # onnxruntime threads per worker (default: cores / workers)
-    root_path: str = ""  # the prefix a reverse proxy serves us under, e.g. /artylyze
+    host: str = D.host.default
+    port: int = D.port.default
+    workers: int = D.workers.default
+    device: str = D.device.default
+    threads: int | None = D.threads.default  # per worker (default: cores / workers)
+    root_path: str = D.root_path.default  # a reverse proxy's prefix for us, e.g. /artylyze
     cors_origins: tuple[str, ...] = ()  # empty: no CORS headers at all
-    max_upload_bytes: int = 20 * MIB
-    max_pixels: int = 50_000_000
-    max_inflight: int = 32  # uploads being read, decoded or inferred; beyond: 503
+    max_upload_bytes: int = int(D.max_upload_mb.default * MIB)
+    max_pixels: int = D.max_pixels.default
+    max_inflight: int = D.max_inflight.default  # uploads read, decoded or inferred; then 503
     max_connections: int = 256  # uvicorn's limit_concurrency; beyond: 503
     upload_timeout_s: float = 30.0  # to receive the body; beyond: 408
-    timeout_s: float = 30.0  # to decode and infer once received; beyond: 503
+    timeout_s: float = D.timeout.default  # to decode and infer once received; beyond: 503
     retry_after_s: int = 2
-    max_batch: int | None = None  # images per inference call; None: see default_batch
-    batch_wait_ms: float = 2.0
+    max_batch: int | None = D.batch.default  # images per inference call; see default_batch
+    batch_wait_ms: float = D.batch_wait_ms.default
     max_k: int = 100
     max_page: int = 200
     decode_threads: int | None = None  # default: the usable cores
