@@ -19,17 +19,23 @@ FILE_MODE = 0o644  # mkstemp makes 0600; outputs are meant to be shared
 
 
 def atomic_write(path: str | os.PathLike[str], write: Callable[[IO[bytes]], None]) -> None:
-    """Write through a temp file in the same folder, then rename: readers never see half."""
+    """Write through a temp file in the same folder, fsync it, rename it over ``path``, fsync
+    the folder: readers never see half a file, and after a crash or power cut ``path`` holds
+    the old or the new content (without the first fsync a filesystem may commit the rename
+    before the data, leaving an empty file). The one way ArtyLyze writes a single file."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)
+            f.flush()
+            os.fsync(f.fileno())
         os.chmod(tmp, FILE_MODE)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+    fsync_dir(path.parent)
 
 
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:

@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from artylyze.atomic import replace_dir, restore_dir
 from artylyze.bundle import (
     MANIFEST_FILE,
     MODEL_FILE,
@@ -83,6 +84,7 @@ def export_bundle(
     if quantize not in (None, *QUANTIZE_CHOICES):
         raise ExportError(f"unknown quantization {quantize!r}; choose one of {QUANTIZE_CHOICES}")
     out = Path(out_dir)
+    restore_dir(out)  # a previous export cut short between its two renames
     _check_target(out)
     report = progress or (lambda stage, done, total: None)
     model, config = load_checkpoint(ckpt_dir)
@@ -135,7 +137,7 @@ def export_bundle(
         )
         write_manifest(staging, manifest)
         _smoke_test(staging, pixels[:2], spec.tasks)
-        _publish(staging, out)
+        replace_dir(staging, out)  # one swap; a crash mid-way is undone by restore_dir
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
@@ -310,19 +312,3 @@ def _check_target(out: Path) -> None:
     if out.exists() and (not out.is_dir() or
                          (any(out.iterdir()) and not (out / MANIFEST_FILE).is_file())):
         raise ExportError(f"{out} exists and is not a model bundle; refusing to replace it")
-
-
-def _publish(staging: Path, out: Path) -> None:
-    """Swap the staged bundle in: rename the old one aside, rename the new one in place."""
-    if not out.exists():
-        os.replace(staging, out)
-        return
-    old = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".old", dir=out.parent))
-    os.replace(out, old / out.name)
-    try:
-        os.replace(staging, out)
-    except OSError:
-        os.replace(old / out.name, out)  # put the previous bundle back
-        raise
-    finally:
-        shutil.rmtree(old, ignore_errors=True)

@@ -7,20 +7,12 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from artylyze.bundle import usable_cores
+from artylyze import runtime
 
 
 def open_session(model: str | os.PathLike[str], threads: int | None = None):
-    """A CPU session with the optimizations and thread settings :class:`Bundle` uses."""
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = threads or usable_cores()
-    opts.inter_op_num_threads = 1
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    opts.log_severity_level = 3  # quantized graphs warn about unused initializers
-    return ort.InferenceSession(str(model), sess_options=opts,
-                                providers=["CPUExecutionProvider"])
+    """A CPU session as :class:`~artylyze.bundle.Bundle` opens one, without warnings."""
+    return runtime.open_session(model, "cpu", threads, quiet=True)
 
 
 def run(session, pixels: np.ndarray, names: Sequence[str]) -> dict[str, np.ndarray]:

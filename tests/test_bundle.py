@@ -12,6 +12,7 @@ import pytest
 from tiny_bundle import DEFAULT_TASKS, make_tiny_bundle
 
 from artylyze import bundle as bundle_mod
+from artylyze import runtime
 from artylyze.bundle import (
     FORMAT_VERSION,
     MANIFEST_FILE,
@@ -211,12 +212,12 @@ WITH_CUDA = ["CUDAExecutionProvider", "CPUExecutionProvider"]
     ("CUDA", WITH_CUDA, WITH_CUDA),
 ])
 def test_resolve_providers(monkeypatch, device, available, expected) -> None:
-    monkeypatch.setattr(bundle_mod, "available_providers", lambda: list(available))
+    monkeypatch.setattr(runtime, "available_providers", lambda: list(available))
     assert resolve_providers(device) == expected
 
 
 def test_cuda_without_a_cuda_provider_is_refused(monkeypatch) -> None:
-    monkeypatch.setattr(bundle_mod, "available_providers", lambda: list(CPU_ONLY))
+    monkeypatch.setattr(runtime, "available_providers", lambda: list(CPU_ONLY))
     with pytest.raises(BundleError, match=r"no CUDA provider.*artylyze\[gpu\]"):
         resolve_providers("cuda")
 

@@ -202,6 +202,19 @@ def test_refuses_to_replace_a_folder_that_is_not_a_bundle(ckpt, tmp_path) -> Non
     assert (tmp_path / "photos" / "a.jpg").read_bytes() == b"x"
 
 
+def test_a_bundle_left_aside_by_a_crashed_export_is_put_back(tmp_path) -> None:
+    from artylyze.atomic import aside_name
+
+    out = tmp_path / "bundle"
+    aside = aside_name(out)
+    aside.mkdir()
+    (aside / "manifest.json").write_text("{}")
+    with pytest.raises(Exception):  # noqa: B017 - any failure after the recovery will do
+        export_bundle(tmp_path / "no-such-checkpoint", out)
+    assert (out / "manifest.json").read_text() == "{}"
+    assert not aside.exists()
+
+
 def test_importing_export_needs_no_torch() -> None:
     script = ("import sys, artylyze.export, artylyze.cli.export; "
               "print(sorted(m for m in sys.modules if m.split('.')[0] == 'torch'))")
@@ -217,9 +230,9 @@ def test_opset_defaults_agree() -> None:
     from artylyze.options import Export
 
     assert graph.DEFAULT_OPSET == onnx_export.DEFAULT_OPSET == Export.opset.default
-    assert onnx_export.CHECK_COUNT == Export.check_count.default
-    assert onnx_export.CALIBRATION_COUNT == Export.calibration_count.default
-    assert onnx_export.MAX_STYLE_DROP == Export.max_style_drop.default
+    assert Export.check_count.default == onnx_export.CHECK_COUNT
+    assert Export.calibration_count.default == onnx_export.CALIBRATION_COUNT
+    assert Export.max_style_drop.default == onnx_export.MAX_STYLE_DROP
 
 
 def test_unknown_quantization_and_low_opset(ckpt, tmp_path) -> None:
