@@ -1,0 +1,153 @@
+"""What one XMP sidecar says, worked out from its meta.parquet row alone (no file read).
+
+Which labels count as confident, which IPTC artwork fields and keywords they fill, the
+``artylyze:`` properties, and a digest of all of it that makes rewrites incremental. The
+file side is :mod:`artylyze.sidecar`, the merge into an existing packet
+:mod:`artylyze.sidecar_merge`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from artylyze import __version__
+from artylyze.errors import ArtyLyzeError
+from artylyze.options import Write
+from artylyze.records import RECORD_ID
+from artylyze.xmp import DC, IPTC_EXT, LR, q
+
+NS = "http://ns.artylyze.org/xmp/1.0/"
+PREFIX = "artylyze"
+SUFFIX = ".xmp"
+FORMAT = 1  # part of the digest: a new format rewrites every sidecar once
+KEYWORD_TASKS = ("style", "genre")
+GENERATOR = f"ArtyLyze {__version__}"
+SUBJECT, HIERARCHY = q(DC, "subject"), q(LR, "hierarchicalSubject")
+ARTWORK = q(IPTC_EXT, "ArtworkOrObject")
+#: The artwork fields ArtyLyze fills: local name -> XMP array kind (None: a simple value).
+ARTWORK_FIELDS = {"AOStylePeriod": "Bag", "AOCreator": "Seq", "AODateCreated": None,
+                  "AOCircaDateCreated": None, "AOSourceInvNo": None}
+EXTRA_COLUMNS = ("year", "year_low", "year_high", "novelty")  # Model v2, when present
+
+
+class SidecarError(ArtyLyzeError):
+    """Sidecars cannot be written at all (no collection root, bad options)."""
+
+
+@dataclass(frozen=True)
+class SidecarOptions:
+    """Where sidecars go and which labels count as confident."""
+
+    sidecar_dir: Path | None = None  # None: beside each image, under the collection root
+    root: Path | None = None  # the collection root (default: the one meta.parquet records)
+    min_score: float = Write.min_score.default  # at or above: into IPTC fields and keywords
+    creator_min_score: float = Write.creator_min_score.default  # suggested as AOCreator from here
+    creator: bool = Write.creator.default  # False: never suggest an AOCreator
+    force: bool = False  # rewrite sidecars whose digest matches
+
+    def check(self) -> None:
+        for name in ("min_score", "creator_min_score"):
+            value = getattr(self, name)
+            if not 0.0 <= value <= 1.0:
+                raise SidecarError(f"{name.replace('_', '-')} must be in [0, 1], got {value}")
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Everything one sidecar says, worked out from its row before any file is read."""
+
+    artwork: dict[str, list[str]]  # artwork field -> values ([] = nothing confident)
+    keywords: list[str]
+    hierarchy: list[str]
+    own: list[tuple[str, str]]  # artylyze simple properties, in order
+    tops: dict[str, list[tuple[str, float]]]
+    digest: str
+
+
+# ---------------------------------------------------------------- from a row
+
+def readable(task: str, label: str) -> str:
+    """How a label is shown to people: ``Naive_Art_Primitivism`` -> ``Naive Art Primitivism``,
+    an artist slug -> ``Claude Monet``."""
+    if task == "artist":
+        from artylyze.index.entries import pretty_artist
+
+        return pretty_artist(label) or label
+    return label.replace("_", " ")
+
+
+def _confident(row: dict[str, Any], task: str, threshold: float) -> bool:
+    """The model's own ``<task>_confident`` where it has one, else ``score >= threshold``."""
+    if row.get(task) is None:
+        return False
+    flag = row.get(f"{task}_confident")
+    if flag is not None:
+        return bool(flag)
+    score = row.get(f"{task}_score")
+    return score is not None and score >= threshold
+
+
+def _year(value: Any) -> str | None:
+    if value is None or value != value or not 1 <= round(value) <= 9999:  # None, NaN, range
+        return None
+    return f"{round(value):04d}"
+
+
+def _artwork(row: dict[str, Any], tasks: tuple[str, ...],
+             options: SidecarOptions) -> dict[str, list[str]]:
+    sure = {t: _confident(row, t, options.min_score) for t in tasks}
+    art: dict[str, list[str]] = dict.fromkeys(ARTWORK_FIELDS, [])
+    if sure.get("style"):
+        art["AOStylePeriod"] = [readable("style", row["style"])]
+    if (options.creator and sure.get("artist")
+            and row["artist_score"] >= options.creator_min_score):
+        art["AOCreator"] = [readable("artist", row["artist"])]
+    if (year := _year(row.get("year"))) is not None:
+        art["AODateCreated"] = [year]
+    low, high = _year(row.get("year_low")), _year(row.get("year_high"))
+    if low and high:
+        art["AOCircaDateCreated"] = [f"{low}-{high}"]
+    elif sure.get("period"):
+        art["AOCircaDateCreated"] = [row["period"]]
+    if row.get(RECORD_ID):
+        art["AOSourceInvNo"] = [row[RECORD_ID]]
+    return art
+
+
+def score_text(value: float) -> str:
+    return f"{value:.4f}"
+
+
+def plan(row: dict[str, Any], tasks: tuple[str, ...], options: SidecarOptions) -> Plan:
+    """What the sidecar of one ok row says; the digest covers all of it and the options."""
+    sure = [t for t in tasks if _confident(row, t, options.min_score)]
+    keywords = [readable(t, row[t]) for t in sure if t in KEYWORD_TASKS]
+    hierarchy = [f"ArtyLyze|{t}|{readable(t, row[t])}" for t in sure if t != "artist"]
+    tagged = row.get("tagged_at")
+    own = [("MachineGenerated", "True"), ("Generator", GENERATOR),
+           ("Model", str(row.get("model") or "")),
+           ("TaggedAt", tagged.isoformat(timespec="seconds") if tagged else "")]
+    if row.get(RECORD_ID):
+        own.append(("RecordId", row[RECORD_ID]))
+    tops: dict[str, list[tuple[str, float]]] = {}
+    for t in tasks:
+        if row.get(t) is None:
+            continue
+        cap = t[:1].upper() + t[1:]
+        own += [(cap, row[t]), (f"{cap}Score", score_text(row[f"{t}_score"]))]
+        if f"{t}_confident" in row and row[f"{t}_confident"] is not None:
+            own.append((f"{cap}Confident", str(bool(row[f"{t}_confident"]))))
+        tops[cap] = [(x["label"], x["score"]) for x in row.get(f"{t}_top") or ()]
+    for name in EXTRA_COLUMNS:
+        if row.get(name) is not None:
+            own.append(("".join(w.capitalize() for w in name.split("_")), f"{row[name]:g}"))
+    art = _artwork(row, tasks, options)
+    content = json.dumps([FORMAT, art, keywords, hierarchy, own, tops,
+                          options.min_score, options.creator, options.creator_min_score],
+                         ensure_ascii=False, default=str)
+    digest = hashlib.sha256(content.encode()).hexdigest()[:32]
+    return Plan(art, keywords, hierarchy, own, tops, digest)
