@@ -127,7 +127,8 @@ def tag(
 
 def _records(out: str, table: Path | None, id_column: str, file_column: str):
     """The records to join after the run (read before it, so a bad table fails at once)."""
-    from artylyze.records import RecordSpec, records_for_run
+    from artylyze.records import RecordSpec
+    from artylyze.records_attach import records_for_run
 
     spec = RecordSpec(table, id_column, file_column) if table is not None else None
     return records_for_run(out, spec)
@@ -137,7 +138,7 @@ def _attach(out: str, records) -> str:
     """Join the records onto the output; the summary's line about it ("" without records)."""
     if records is None:
         return ""
-    from artylyze.records import attach_records
+    from artylyze.records_attach import attach_records
 
     r = attach_records(out, records)
     if not r.files_rewritten:
