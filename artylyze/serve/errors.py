@@ -26,10 +26,20 @@ class ServeConfigError(ArtyLyzeError):
 
 
 class ServeError(ArtyLyzeError):
-    """A request refused on purpose: ``status`` and ``kind`` say how, ``str()`` says why."""
+    """A request refused on purpose: ``status`` and ``kind`` say how, ``str()`` says why.
+
+    A subclass names its HTTP status and kind in its class line, as in the table above."""
 
     status: ClassVar[int] = 500
     kind: ClassVar[str] = "error"
+
+    def __init_subclass__(cls, status: int | None = None, kind: str | None = None,
+                          **kwargs: object) -> None:
+        super().__init_subclass__(**kwargs)
+        if status is not None:
+            cls.status = status
+        if kind is not None:
+            cls.kind = kind
 
     def __init__(self, message: str, headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
@@ -40,33 +50,33 @@ class ServeError(ArtyLyzeError):
         return {"error": {"status": self.status, "kind": self.kind, "message": self.message}}
 
 
-class BadRequest(ServeError):
-    status, kind = 400, "bad_request"
+class BadRequest(ServeError, status=400, kind="bad_request"):
+    """A body or parameter the API cannot use."""
 
 
-class NotFound(ServeError):
-    status, kind = 404, "not_found"
+class NotFound(ServeError, status=404, kind="not_found"):
+    """No such work, route or picture."""
 
 
-class UploadTimeout(ServeError):
-    status, kind = 408, "upload_timeout"
+class UploadTimeout(ServeError, status=408, kind="upload_timeout"):
+    """The body did not arrive in time."""
 
 
-class TooLarge(ServeError):
-    status, kind = 413, "too_large"
+class TooLarge(ServeError, status=413, kind="too_large"):
+    """More bytes than the upload limit."""
 
 
-class NotAnImage(ServeError):
-    status, kind = 415, "not_an_image"
+class NotAnImage(ServeError, status=415, kind="not_an_image"):
+    """The bytes are no image format we decode."""
 
 
-class BadImage(ServeError):
-    status, kind = 422, "bad_image"
+class BadImage(ServeError, status=422, kind="bad_image"):
+    """An image that cannot be decoded: truncated, corrupt, more pixels than allowed."""
 
 
-class Busy(ServeError):
-    status, kind = 503, "busy"
+class Busy(ServeError, status=503, kind="busy"):
+    """Too many uploads in flight; the response says when to retry (Retry-After)."""
 
 
-class TimedOut(ServeError):
-    status, kind = 503, "timeout"
+class TimedOut(ServeError, status=503, kind="timeout"):
+    """Decoding and inference ran past the deadline."""
