@@ -5,8 +5,10 @@ have a default of their own read it from here, so ``--help`` and the behaviour c
 apart. This module imports nothing heavy (no numpy, no onnxruntime), so ``artylyze --help``
 stays fast. ``tests/test_options.py`` checks every command against :data:`COMMANDS`.
 
-An option whose default is "nothing" (None, False) and whose help states no policy stays
-in its CLI module; everything else is here.
+Every option whose default is a value is here (the test fails otherwise), and so is every
+option whose help describes what a library module does when it is not given (``--workers``,
+``--threads``, ``--batch``). Plain switches and paths that default to None stay in their CLI
+module with their help.
 """
 
 from __future__ import annotations
