@@ -71,7 +71,7 @@ def open_model(path: str | Path) -> tuple[Predictor, Manifest, dict]:
     if (path / "checkpoint.json").is_file():
         from artylyze.train.calibrate import read_calibration, scale
         from artylyze.train.checkpoint import load_checkpoint
-        from artylyze.train.loop import predict
+        from artylyze.train.inputs import predict
 
         model, config = load_checkpoint(path)
         calibration = read_calibration(path) or {}

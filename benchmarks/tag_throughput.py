@@ -12,6 +12,11 @@ child process so that each gets its own peak RSS:
   (start-up, bundle check and writing the Parquet output included).
 * ``artylyze tag (re-run)``: the same command again on the unchanged collection.
 * ``artylyze tag int8`` (``--int8 BUNDLE``) and ``artylyze tag --engine ray`` (``--ray``).
+* ``previous bundle`` (``--previous-bundle DIR``): the same command with the bundle it
+  replaces; ``previous code`` (``--previous-code PYTHON``): the same command run by another
+  checkout's interpreter (e.g. a venv of the commit before a refactor). Both run in between
+  two runs of the current one, and the table shows their mean, so that drift of the machine
+  during the run shows up as the spread of the current pair rather than as a difference.
 * ``naive``: what a user would write first: torchvision ``ImageFolder`` (full decode) +
   ``transforms.Resize`` + ``DataLoader(num_workers=cores)`` + the eager torch model (same
   EfficientNet-Lite0 multi-task network, fp32, ``torch.no_grad``); nothing written.
@@ -145,6 +150,29 @@ def measure(name: str, cmd: list[str], images: int | None = None) -> dict:
     return row
 
 
+def compare(name: str, tag_cmd: list[str], n: int, tmp: Path, python: str | None,
+            model_dir: str | None) -> list[dict]:
+    """The current tag, the other one, the current again (fresh outputs each time)."""
+    def command(out: str, other: bool) -> list[str]:
+        cmd = [*tag_cmd]
+        cmd[cmd.index("--out") + 1] = str(tmp / out)
+        if other and python:
+            cmd[0] = python
+        if other and model_dir:
+            cmd = [*cmd[:cmd.index("--quiet") + 1], "--model", model_dir]
+        return cmd
+
+    slug = name.replace(" ", "-")
+    first = measure("artylyze tag (a)", command(f"{slug}-a.parquet", False), n)
+    other = measure(f"artylyze tag, {name}", command(f"{slug}.parquet", True), n)
+    second = measure("artylyze tag (b)", command(f"{slug}-b.parquet", False), n)
+    mean = (first["images_per_s"] + second["images_per_s"]) / 2
+    print(f"  {name}: {other['images_per_s']:.1f}/s vs {mean:.1f}/s now "
+          f"({other['images_per_s'] / mean:.1%}; now's two runs "
+          f"{first['images_per_s']:.1f} and {second['images_per_s']:.1f})", flush=True)
+    return [first, other, second]
+
+
 def table(rows: list[dict], naive: float, bound: float) -> str:
     head = f"{'pipeline':<28}{'images/s':>10}{'x naive':>9}{'of bound':>10}{'peak RSS':>10}"
     lines = [head, "-" * len(head)]
@@ -162,6 +190,8 @@ def main() -> None:
     parser.add_argument("--bundle", help="bundle dir (default: the shipped one)")
     parser.add_argument("--int8", help="also tag with this quantized bundle")
     parser.add_argument("--ray", action="store_true", help="also tag with --engine ray")
+    parser.add_argument("--previous-bundle", help="also tag with this bundle (same code)")
+    parser.add_argument("--previous-code", help="also tag with this python (another checkout)")
     parser.add_argument("--skip-naive", action="store_true", help="(for quick checks only)")
     parser.add_argument("--json", type=Path, default=RESULTS)
     parser.add_argument("--stage", choices=sorted(STAGES), help=argparse.SUPPRESS)
@@ -189,6 +219,10 @@ def main() -> None:
         tag_cmd = CLI + ["tag", str(args.collection), "--out", out, "--quiet"] + model
         rows.append(measure("artylyze tag", tag_cmd, n))
         rerun = measure("artylyze tag (re-run)", tag_cmd, n)
+        for name, python, model_dir in (("previous bundle", None, args.previous_bundle),
+                                         ("previous code", args.previous_code, None)):
+            if python or model_dir:
+                rows += compare(name, tag_cmd, n, Path(tmp), python, model_dir)
         if args.int8:
             rows.append(measure("artylyze tag int8", CLI + [
                 "tag", str(args.collection), "--out", str(Path(tmp) / "int8.parquet"),

@@ -53,7 +53,7 @@ def train(
     tasks: str = typer.Option(T.tasks.default, help=T.tasks.help),
 ) -> None:
     """Train a multi-task model; resumes from OUT/last when it exists."""
-    from artylyze.train.loop import TrainConfig
+    from artylyze.train.config import TrainConfig
     from artylyze.train.loop import train as run
 
     cfg = TrainConfig(manifest=str(manifest), out=str(out), backbone=backbone, mode=mode.value,

@@ -15,8 +15,9 @@ from safetensors.torch import load_file
 from artylyze.imaging import load_image
 from artylyze.train import data
 from artylyze.train.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from artylyze.train.config import TrainConfig
 from artylyze.train.ema import WeightAverage
-from artylyze.train.loop import TrainConfig, Trainer, masked_loss, train
+from artylyze.train.loop import Trainer, train
 from artylyze.train.manifest import (
     LabelledSource,
     build_manifest,
@@ -24,6 +25,7 @@ from artylyze.train.manifest import (
     write_manifest_parquet,
 )
 from artylyze.train.models import BACKBONES, build_model
+from artylyze.train.objective import masked_loss
 from artylyze.train.registry import RegistryError
 
 
@@ -203,3 +205,54 @@ def test_finetune_saves_averaged_weights_and_resumes(wikiart, tmp_path):
     with pytest.raises(CheckpointError, match="task labels differ"):
         Trainer(replace(cfg, out=str(tmp_path / "other"), tasks=["style"], init=str(best)),
                 log=lambda s: None)
+
+
+def _small_manifest(wikiart, tmp_path, per_split: int = 12):
+    import pandas as pd
+
+    labels = pd.read_csv(wikiart / "labels.csv").groupby("split").head(per_split)
+    labels.to_csv(tmp_path / "labels.csv", index=False)
+    df, _ = build_manifest(wikiart / "images", tmp_path / "labels.csv", min_count=1)
+    return write_manifest_parquet(df, tmp_path / "manifest.parquet", wikiart / "images")
+
+
+def test_frozen_runs_the_same_loop_resumes_and_keys_features_by_start(wikiart, tmp_path):
+    """Frozen mode writes last/ and resumes from it like fine-tuning; its feature cache is
+    keyed by the starting weights' content, so --init another checkpoint into the same run
+    directory computes new features; a run directory of another run is refused."""
+    manifest = _small_manifest(wikiart, tmp_path)
+    base = TrainConfig(manifest=str(manifest), out=str(tmp_path / "a"), backbone="cnn3",
+                       epochs=1, batch_size=8, input_size=64, train_size=56,
+                       pretrained=False, bf16=False, ema_decay=0.0)
+    first = train(base, log=lambda s: None)
+    torch.manual_seed(1)
+    second = train(replace(base, out=str(tmp_path / "b"), seed=1), log=lambda s: None)
+
+    frozen = replace(base, out=str(tmp_path / "refit"), mode="frozen", init=str(first))
+    train(frozen, log=lambda s: None)
+    logs: list[str] = []
+    train(replace(frozen, epochs=2), log=logs.append)
+    assert any("resumed from" in s and "after epoch 1" in s for s in logs)
+    history = json.loads((tmp_path / "refit" / "history.json").read_text())
+    assert [h["epoch"] for h in history] == [1, 2]
+    caches = sorted(p.name for p in (tmp_path / "refit").glob("features-*.npy"))
+    assert len(caches) == 2  # train and val, computed once for the two runs
+
+    with pytest.raises(CheckpointError, match="from another run"):
+        train(replace(frozen, epochs=3, init=str(second)), log=lambda s: None)
+    assert sorted(p.name for p in (tmp_path / "refit").glob("features-*.npy")) == caches
+    # another start's features, in the same directory, are computed under another key
+    Trainer(replace(frozen, out=str(tmp_path / "refit2"), init=str(second)), log=lambda s: None)
+    theirs = {p.name for p in (tmp_path / "refit2").glob("features-*.npy")}
+    assert len(theirs) == 2 and theirs.isdisjoint(caches)
+
+
+def test_frozen_stops_early_without_improvement(wikiart, tmp_path):
+    """``patience`` applies to frozen runs too (it used to be ignored there)."""
+    manifest = _small_manifest(wikiart, tmp_path)
+    cfg = TrainConfig(manifest=str(manifest), out=str(tmp_path / "f"), backbone="cnn3",
+                      mode="frozen", epochs=30, batch_size=8, input_size=64, lr=0.0,
+                      pretrained=False, bf16=False, patience=2)
+    train(cfg, log=lambda s: None)  # lr 0: nothing improves after the first epoch
+    history = json.loads((tmp_path / "f" / "history.json").read_text())
+    assert [h["epoch"] for h in history] == [1, 2, 3]

@@ -194,7 +194,7 @@ def calibrate_checkpoint(ckpt_dir: str | Path, manifest: str | Path,
     from artylyze.imaging import load_image
     from artylyze.train.checkpoint import load_checkpoint
     from artylyze.train.data import YEAR_TASK, encode_labels, encode_years
-    from artylyze.train.loop import predict
+    from artylyze.train.inputs import predict
     from artylyze.train.manifest import read_manifest
 
     model, config = load_checkpoint(ckpt_dir)

@@ -34,3 +34,13 @@ def task_metrics(codes: np.ndarray, probs: np.ndarray, labels: list[str]) -> dic
     out["labels"] = list(labels)
     out["confusion"] = confusion_matrix(y, pred, labels=classes).tolist()
     return out
+
+
+def split_metrics(probs: dict[str, np.ndarray], codes: dict[str, np.ndarray],
+                  labels: dict[str, list[str]]) -> dict[str, dict]:
+    """``task_metrics`` for every task of a split."""
+    return {t: task_metrics(codes[t], probs[t], labels[t]) for t in labels}
+
+
+def mean_macro_f1(metrics: dict[str, dict]) -> float:
+    return float(np.mean([m["macro_f1"] for m in metrics.values()]))
