@@ -23,7 +23,6 @@ BALANCE_MODES = ("none", "weighted-loss", "sampler", "undersample")
 YEAR_TASK = "year"
 YEAR_STEP = 10  # decades: fine enough for +-25 years, coarse enough to have data in each
 YEAR_SIGMA = 15.0  # years: the soft target's spread, roughly a dating expert's uncertainty
-DEFAULT_TASKS = ("style", "genre", "artist", "nationality", YEAR_TASK)
 
 
 @dataclass
