@@ -24,7 +24,7 @@ from test_tag import odd_collection, picture, run, tag_cli, write_pictures
 from tiny_bundle import make_tiny_bundle
 from typer.testing import CliRunner
 
-import artylyze.engine as engine
+import artylyze.tagging.core as tagging_core
 from artylyze.cli.main import app
 from artylyze.engine import DecodeJob, decode_file
 from artylyze.index.build import BuildOptions, build
@@ -139,7 +139,7 @@ def test_a_fifo_swapped_in_after_the_walk_gets_an_error_row(
         tmp_path: Path, bundle_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     col = tmp_path / "col"
     write_pictures(col, 4)
-    real_walk = engine.walk_collection
+    real_walk = tagging_core.walk_collection
 
     def walk_then_swap(*args, **kwargs):
         walked = real_walk(*args, **kwargs)
@@ -147,7 +147,7 @@ def test_a_fifo_swapped_in_after_the_walk_gets_an_error_row(
         os.mkfifo(col / "img001.png")
         return walked
 
-    monkeypatch.setattr(engine, "walk_collection", walk_then_swap)
+    monkeypatch.setattr(tagging_core, "walk_collection", walk_then_swap)
     s = no_hang(lambda: run(col, tmp_path / "meta.parquet", bundle_dir), col / "img001.png")
     assert (s.tagged, s.errors) == (3, 1)
     assert rows_of(tmp_path / "meta.parquet")["img001.png"]["error"] == "not a regular file"
