@@ -12,11 +12,12 @@ import shutil
 from collections.abc import Iterable
 from datetime import datetime
 from pathlib import Path
+from typing import IO
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from artylyze.atomic import fsync_dir, swap_in_dir
+from artylyze.atomic import atomic_write, fsync_dir, swap_in_dir
 from artylyze.signals import critical
 from artylyze.store.schema import ROW_GROUP_ROWS, build_row, rows_to_table
 from artylyze.store.state import OLD, State, part_number
@@ -27,7 +28,10 @@ ROWS_PER_FILE = 131_072  # rows per file of a dataset output
 
 def write_output(target: OutputTarget, schema: pa.Schema, state: State, parts: Iterable[Path],
                  model_id: str) -> tuple[int, int]:
-    """Stream old rows and parts into a new output, then swap it in atomically.
+    """Stream old rows and parts into a new output, then swap it in atomically: a file
+    through :func:`artylyze.atomic.atomic_write`, a dataset folder through
+    :func:`artylyze.atomic.swap_in_dir` (which :meth:`OutputTarget.recover` finishes after a
+    crash). A stop signal waits until the old folder is gone, so none is left beside the new.
 
     ``state.known[path].source`` says which source holds the row to keep for each path
     (paths absent from it are dropped: pruned). Returns (rows written, reuse records that
@@ -35,39 +39,55 @@ def write_output(target: OutputTarget, schema: pa.Schema, state: State, parts: I
     """
     sources: list[tuple[int, Path]] = [(OLD, f) for f in state.old_files]
     sources += [(part_number(p), p) for p in parts]
+    done: list[int] = []
+
+    def merge(dest: Path | IO[bytes]) -> None:
+        sink = _Sink(dest, schema, target.dataset)
+        try:
+            lost = _merge_into(sink, sources, state, schema, model_id)
+            done[:] = [sink.close(), lost]
+        except BaseException:
+            sink.abort()
+            raise
+
+    if not target.dataset:
+        atomic_write(target.path, merge)
+    else:
+        merge(target.staged)
+        with critical():
+            swap_in_dir(target.path)  # parks the old one beside it if it must
+    fsync_dir(target.path.parent)
+    return done[0], done[1]
+
+
+def _merge_into(sink: _Sink, sources: list[tuple[int, Path]], state: State, schema: pa.Schema,
+                model_id: str) -> int:
+    """Every row to keep, in source order; returns how many reuse records found no row."""
     pending: dict[str, list[tuple[str, int | None, int | None]]] = {}
     for p, k in state.known.items():
         if k.reused and k.sha256:
             pending.setdefault(k.sha256, []).append((p, k.size, k.mtime_ns))
     known = state.known
-    tmp = target.staged
-    sink = _Sink(tmp, schema, target.dataset)
-    try:
-        for tag, path in sources:
-            for batch in pq.ParquetFile(path).iter_batches(batch_size=ROW_GROUP_ROWS):
-                table = pa.Table.from_batches([batch])
-                if not table.schema.equals(schema, check_metadata=False):
-                    # columns attached after a run (records' record_id) are attached again
-                    table = table.select(schema.names).cast(schema)
-                paths = table.column("path").to_pylist()
-                keep = [(k := known.get(p)) is not None and k.source == tag and not k.reused
-                        for p in paths]
-                sink.add(table.filter(pa.array(keep, pa.bool_())))
-                if pending:
-                    sink.add(_reuse_copies(table, pending))
-        lost = [(p, s, m, sha) for sha, v in pending.items() for p, s, m in v]
-        if lost:
-            now = datetime.now().astimezone()
-            sink.add(rows_to_table([
-                build_row(p, s, m, sha256=sha, model=model_id, tagged_at=now,
-                          error="internal: the result to reuse was not found; run again")
-                for p, s, m, sha in lost], schema))
-        rows = sink.close()
-    except BaseException:
-        sink.abort()
-        raise
-    _swap_in(target, tmp)
-    return rows, len(lost)
+    for tag, path in sources:
+        for batch in pq.ParquetFile(path).iter_batches(batch_size=ROW_GROUP_ROWS):
+            table = pa.Table.from_batches([batch])
+            if not table.schema.equals(schema, check_metadata=False):
+                # columns attached after a run (records' record_id) are attached again
+                table = table.select(schema.names).cast(schema)
+            paths = table.column("path").to_pylist()
+            keep = [(k := known.get(p)) is not None and k.source == tag and not k.reused
+                    for p in paths]
+            sink.add(table.filter(pa.array(keep, pa.bool_())))
+            if pending:
+                sink.add(_reuse_copies(table, pending))
+    lost = [(p, s, m, sha) for sha, v in pending.items() for p, s, m in v]
+    if lost:
+        now = datetime.now().astimezone()
+        sink.add(rows_to_table([
+            build_row(p, s, m, sha256=sha, model=model_id, tagged_at=now,
+                      error="internal: the result to reuse was not found; run again")
+            for p, s, m, sha in lost], schema))
+    return len(lost)
 
 
 def _reuse_copies(table: pa.Table, pending: dict[str, list[tuple[str, int | None, int | None]]]
@@ -96,17 +116,17 @@ def _reuse_copies(table: pa.Table, pending: dict[str, list[tuple[str, int | None
 class _Sink:
     """Buffers pieces into row groups of ROW_GROUP_ROWS; rolls files for a dataset output."""
 
-    def __init__(self, path: Path, schema: pa.Schema, dataset: bool) -> None:
-        self.path, self.schema, self.dataset = path, schema, dataset
+    def __init__(self, dest: Path | IO[bytes], schema: pa.Schema, dataset: bool) -> None:
+        self.dest, self.schema, self.dataset = dest, schema, dataset
         self.pieces: list[pa.Table] = []
         self.buffered = 0
         self.rows = 0
         self.file_rows = 0
         self.files = 0
         self.writer: pq.ParquetWriter | None = None
-        if dataset:
-            shutil.rmtree(path, ignore_errors=True)
-            path.mkdir(parents=True)
+        if isinstance(dest, Path):  # a dataset folder; else the open temp file of one output
+            shutil.rmtree(dest, ignore_errors=True)
+            dest.mkdir(parents=True)
 
     def add(self, table: pa.Table | None) -> None:
         if table is None or table.num_rows == 0:
@@ -118,7 +138,8 @@ class _Sink:
 
     def _open(self) -> pq.ParquetWriter:
         if self.writer is None:
-            name = self.path / f"part-{self.files:05d}.parquet" if self.dataset else self.path
+            name = (self.dest / f"part-{self.files:05d}.parquet"
+                    if isinstance(self.dest, Path) else self.dest)
             self.writer = pq.ParquetWriter(name, self.schema, compression="zstd")
             self.files += 1
             self.file_rows = 0
@@ -145,8 +166,12 @@ class _Sink:
             self._open()  # an empty output still carries the schema
         if self.writer is not None:
             self.writer.close()
-        for f in ([self.path] if not self.dataset else self.path.glob("*.parquet")):
-            _fsync(f)
+        if isinstance(self.dest, Path):
+            for f in self.dest.glob("*.parquet"):
+                _fsync(f)
+        else:
+            self.dest.flush()
+            os.fsync(self.dest.fileno())
         return self.rows
 
     def abort(self) -> None:
@@ -154,22 +179,8 @@ class _Sink:
         if self.writer is not None:
             with contextlib.suppress(OSError, pa.ArrowException):
                 self.writer.close()
-        if self.dataset:
-            shutil.rmtree(self.path, ignore_errors=True)
-        else:
-            self.path.unlink(missing_ok=True)
-
-
-def _swap_in(target: OutputTarget, tmp: Path) -> None:
-    """A file is replaced in one rename, a directory by :func:`artylyze.atomic.swap_in_dir`
-    (:meth:`OutputTarget.recover` finishes a swap a crash cut short).
-    A stop signal waits until the old output is gone, so none is left beside the new one."""
-    with critical():
-        if not target.dataset:
-            os.replace(tmp, target.path)
-        else:
-            swap_in_dir(target.path)  # parks the old one beside it if it must
-        fsync_dir(target.path.parent)
+        if isinstance(self.dest, Path):  # a temp file is atomic_write's to remove
+            shutil.rmtree(self.dest, ignore_errors=True)
 
 
 def _fsync(path: Path) -> None:

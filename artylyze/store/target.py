@@ -3,7 +3,7 @@
 Layout on disk, for ``--out meta.parquet`` (``--out meta/`` is the same with a directory of
 ``part-NNNNN.parquet`` files as the output)::
 
-    meta.parquet            the result; replaced atomically (temp file + os.replace)
+    meta.parquet            the result; replaced atomically (artylyze.atomic: temp + rename)
     meta.parquet.lock       who owns the output (see artylyze.lock)
     .meta.parquet.parts/    work dir of the run in progress: run.json + part-NNNNN.parquet
 """
@@ -11,6 +11,7 @@ Layout on disk, for ``--out meta.parquet`` (``--out meta/`` is the same with a d
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
 import re
 import shutil
@@ -81,8 +82,9 @@ class OutputTarget:
     def recover(self) -> None:
         """Finish or undo a swap interrupted by a crash (see :func:`artylyze.atomic.swap_in_dir`),
         and remove the temp files a killed run left (the caller holds the lock)."""
-        self.sibling(".tmp").unlink(missing_ok=True)
-        for stale in self.workdir.glob("*.tmp"):
+        self.sibling(".tmp").unlink(missing_ok=True)  # where older versions staged it
+        temps = self.path.parent.glob(f"{glob.escape(self.path.name)}.*.tmp")  # atomic_write's
+        for stale in (*temps, *self.workdir.glob("*.tmp")):
             stale.unlink(missing_ok=True)
         swap_in_dir(self.path, recover=True)
 
