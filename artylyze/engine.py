@@ -43,7 +43,7 @@ from artylyze.store import OutputTarget
 from artylyze.tagging import core
 from artylyze.tagging.core import TagError, TagOptions, Todo
 from artylyze.tagging.decode import DecodeJob, DecodeResult, decode_file
-from artylyze.tagging.record import Decoded, Recorder
+from artylyze.tagging.record import FileResult, Recorder
 from artylyze.tagging.summary import StageTimes, TagSummary
 from artylyze.walk import FileEntry
 
@@ -109,7 +109,7 @@ class LocalPool:
                      max_pixels=options.max_pixels, max_bytes=options.max_bytes)
         window = max(2 * options.batch_size, 4 * self.plan.workers)
         pool = _make_executor(options.executor, min(self.plan.workers, len(todo)))
-        batch: list[Decoded] = []
+        batch: list[FileResult] = []
         try:
             for entry, result in _ordered(pool, fn, todo, window, summary.stages):
                 if recorder.route(entry, result):
@@ -121,7 +121,7 @@ class LocalPool:
             pool.shutdown(wait=True, cancel_futures=True)
         self._infer(batch, recorder, summary)
 
-    def _infer(self, batch: list[Decoded], recorder: Recorder, summary: TagSummary) -> None:
+    def _infer(self, batch: list[FileResult], recorder: Recorder, summary: TagSummary) -> None:
         if not batch:
             return
         t0 = time.perf_counter()

@@ -22,7 +22,7 @@ from artylyze.tagging.decode import DecodeResult
 from artylyze.tagging.summary import TagSummary
 from artylyze.walk import FileEntry
 
-Decoded = tuple[FileEntry, DecodeResult]
+FileResult = tuple[FileEntry, DecodeResult]
 
 
 class Recorder:
@@ -49,7 +49,7 @@ class Recorder:
         self._maybe_commit()
         return False
 
-    def inferred(self, batch: list[Decoded], outputs: dict[str, np.ndarray]) -> None:
+    def inferred(self, batch: list[FileResult], outputs: dict[str, np.ndarray]) -> None:
         """The rows of a batch the model ran on (``outputs``: the bundle's, in batch order)."""
         t0 = time.perf_counter()
         now = datetime.now(timezone.utc)
