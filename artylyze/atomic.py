@@ -108,3 +108,31 @@ def fsync_dir(path: str | os.PathLike[str]) -> None:
             os.fsync(fd)
         finally:
             os.close(fd)
+
+
+def staged_dir(dest: str | os.PathLike[str]) -> Path:
+    """Where a new version of the folder ``dest`` is written before :func:`swap_in_dir`."""
+    dest = Path(dest)
+    return dest.with_name(f".{dest.name}.new")
+
+
+def swap_in_dir(dest: str | os.PathLike[str], *, recover: bool = False) -> None:
+    """Put the complete folder :func:`staged_dir` at ``dest``, crash-safely.
+
+    With ``recover`` it swaps nothing: it finishes or undoes a swap that a crash cut short
+    (the caller holds the lock that guards ``dest``). The staged folder is complete once the
+    old one is parked at :func:`aside_name`, so then it is put in place if ``dest`` is
+    missing; a staged folder without a parked one was cut short while being written, and
+    is dropped.
+    """
+    dest = Path(dest)
+    new, old = staged_dir(dest), aside_name(dest)
+    if not recover:
+        replace_dir(new, dest)
+        return
+    if old.exists():
+        if not os.path.lexists(dest) and new.is_dir():
+            os.replace(new, dest)
+        shutil.rmtree(old, ignore_errors=True)
+    if new.exists():
+        shutil.rmtree(new, ignore_errors=True)

@@ -44,14 +44,14 @@ class Bundle:
     """A verified model bundle; the onnxruntime session is created on first use."""
 
     def __init__(self, path: Path, manifest: Manifest, device: str = "cpu",
-                 threads: int | None = None) -> None:
+                 threads: int | None = None, spin: bool = True) -> None:
         self.path = path
         self.manifest = manifest
         self.device = device
         self.threads = threads
         # onnxruntime's idle threads spin for work by default: right when inference has the
         # cores to itself, wasteful when decode threads share them (see engine.plan_threads)
-        self.spin = True
+        self.spin = spin
         self._session = None
 
     @property

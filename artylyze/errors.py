@@ -3,11 +3,13 @@
 The tree (each class carries a short ``kind``; the CLI maps every one of them to exit 2)::
 
     ArtyLyzeError                      kind "error"
-    ├── ImageError (imaging)           a file that cannot become pixels
+    ├── ImageError (imaging)           a file that cannot become pixels; kind "empty",
+    │                                  "too_large", "not_image", "truncated", "corrupt",
+    │                                  "unreadable": what a tag summary counts per file
     ├── BundleError (bundle)           missing, malformed or tampered model bundle
     ├── CollectionError (walk)         the collection root is missing
-    ├── TagError (engine)              a run that cannot start or finish
-    ├── StoreError (store)             the output cannot be read, written or replaced;
+    ├── TagError (tagging.core)        a run that cannot start or finish
+    ├── StoreError (store.schema)      the output cannot be read, written or replaced;
     │                                  kind "disk_full", "read_only", "permission", "foreign"...
     ├── LockedError (lock)             another live run holds the output
     └── IndexBuildError, IndexStoreError, ModelMismatchError (index)

@@ -74,15 +74,16 @@ _WARNINGS_LOCK = threading.Lock()
 
 
 class ImageError(ArtyLyzeError):
-    """A file that cannot become pixels; ``str()`` names the file and says what is wrong."""
+    """A file that cannot become pixels; ``str()`` names the file and says what is wrong,
+    ``kind`` which way (empty, too_large, not_image, truncated, corrupt, unreadable)."""
 
-    def __init__(self, path: str, reason: str) -> None:
-        super().__init__(f"{path}: {reason}")
+    def __init__(self, path: str, reason: str, kind: str | None = None) -> None:
+        super().__init__(f"{path}: {reason}", kind=kind)
         self.path = path
         self.reason = reason
 
-    def __reduce__(self) -> tuple[type, tuple[str, str]]:  # keep both fields across processes
-        return type(self), (self.path, self.reason)
+    def __reduce__(self) -> tuple[type, tuple[str, str, str]]:  # keep the fields across processes
+        return type(self), (self.path, self.reason, self.kind)
 
 
 @dataclass(frozen=True)
@@ -135,7 +136,7 @@ def _load(source, size, resize, max_pixels, *, draft: bool,
                 width, height = img.size
                 if width * height > max_pixels:
                     reason = f"{width * height:,} pixels exceeds the limit of {max_pixels:,}"
-                    raise ImageError(name, reason)
+                    raise ImageError(name, reason, "too_large")
                 if draft and size is not None:
                     img.draft("RGB", _draft_request(width, height, size, resize))
                 drafted = img.size
@@ -148,9 +149,9 @@ def _load(source, size, resize, max_pixels, *, draft: bool,
                     rgb = _resize(rgb, size, resize)
                 pixels = np.array(rgb, dtype=np.uint8)  # a writable, C-contiguous copy
         except Image.DecompressionBombError as exc:
-            raise ImageError(name, _bomb_reason(exc, max_pixels)) from exc
+            raise ImageError(name, _bomb_reason(exc, max_pixels), "too_large") from exc
         except _DECODE_ERRORS as exc:
-            raise ImageError(name, _reason(exc)) from exc
+            raise ImageError(name, *_reason(exc)) from exc
     return Decoded(pixels, width, height)
 
 
@@ -159,7 +160,7 @@ def _open_source(source: str | os.PathLike | bytes | BinaryIO,
     """A binary file object and the name errors should show; refuse what cannot be an image."""
     if isinstance(source, (bytes, bytearray, memoryview)):
         if not len(source):
-            raise ImageError("<bytes>", "file is empty (0 bytes)")
+            raise ImageError("<bytes>", "file is empty (0 bytes)", "empty")
         return io.BytesIO(source), "<bytes>"
     if hasattr(source, "read"):  # an open file (from open_image_file)
         return source, os.fsdecode(getattr(source, "name", "<file>"))
@@ -182,18 +183,18 @@ def open_image_file(path: str | os.PathLike, max_bytes: int = DEFAULT_MAX_BYTES)
     try:
         f = open(name, "rb", opener=_nonblocking)  # noqa: SIM115 - returned to the caller
     except OSError as exc:
-        raise ImageError(name, (exc.strerror or str(exc)).lower()) from exc
+        raise ImageError(name, (exc.strerror or str(exc)).lower(), "unreadable") from exc
     try:
         st = os.fstat(f.fileno())
         if stat.S_ISDIR(st.st_mode):
-            raise ImageError(name, "is a directory, not a file")
+            raise ImageError(name, "is a directory, not a file", "unreadable")
         if not stat.S_ISREG(st.st_mode):
-            raise ImageError(name, "not a regular file")
+            raise ImageError(name, "not a regular file", "unreadable")
         if st.st_size == 0:
-            raise ImageError(name, "file is empty (0 bytes)")
+            raise ImageError(name, "file is empty (0 bytes)", "empty")
         if st.st_size > max_bytes:
             raise ImageError(name, f"{st.st_size:,} bytes exceeds the limit of {max_bytes:,} "
-                                   "bytes (--max-bytes)")
+                                   "bytes (--max-bytes)", "too_large")
     except BaseException:
         f.close()
         raise
@@ -280,11 +281,11 @@ def _bomb_reason(exc: Exception, max_pixels: int) -> str:
     return f"{pixels:,} pixels exceeds Pillow's limit of {pillow_limit:,} (Image.MAX_IMAGE_PIXELS)"
 
 
-def _reason(exc: Exception) -> str:
-    """A short, file-name-free description of a decoder failure."""
+def _reason(exc: Exception) -> tuple[str, str]:
+    """A short, file-name-free description of a decoder failure, and its kind."""
     if isinstance(exc, Image.UnidentifiedImageError):
-        return "not an image (cannot identify image file)"
+        return "not an image (cannot identify image file)", "not_image"
     text = str(exc) or type(exc).__name__
     if "truncated" in text.lower():
-        return "truncated image file"
-    return f"corrupt or unsupported image ({type(exc).__name__}: {text})"
+        return "truncated image file", "truncated"
+    return f"corrupt or unsupported image ({type(exc).__name__}: {text})", "corrupt"

@@ -37,6 +37,7 @@ class FileEntry:
     size: int | None
     mtime_ns: int | None
     error: str | None = None
+    error_kind: str = "unreadable"  # what the summary counts ``error`` as, when set
 
 
 @dataclass(frozen=True)

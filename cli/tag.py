@@ -10,7 +10,7 @@ output ArtyLyze did not write, a full disk); 130/143 when SIGINT/SIGTERM stopped
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -19,6 +19,8 @@ from artylyze.cli.params import option
 from artylyze.options import Tag as T
 from artylyze.text import printable
 
+if TYPE_CHECKING:  # not at run time: --help stays fast
+    from artylyze.tagging.summary import TagSummary
 
 def tag(
     collection: Annotated[Path, typer.Argument(
@@ -153,7 +155,7 @@ def _seconds(s: float) -> str:
     return f"{s:.1f}s" if s < 60 else f"{int(s // 60)}m{int(s % 60):02d}s"
 
 
-def format_summary(s) -> str:
+def format_summary(s: TagSummary) -> str:
     """The end-of-run report: counts, errors by kind, time, throughput, stage times."""
     kinds = ", ".join(f"{k} {n}" for k, n in s.errors_by_kind.most_common())
     done = (f"{s.output} is up to date ({s.rows_written:,} rows)" if s.output_unchanged
@@ -172,35 +174,35 @@ def format_summary(s) -> str:
     if s.missing_kept:
         lines.append(f"  kept {s.missing_kept:,} rows of files no longer found "
                      "(--prune drops them)")
-    st = s.stages
-    if getattr(s, "engine", "local") == "ray":
-        lines += _ray_lines(s)
-    else:
-        stages = (f"walk {_seconds(st.walk)}, plan {_seconds(st.plan)}, decode wait "
-                  f"{_seconds(st.decode_wait)}, inference {_seconds(st.inference)}, write "
-                  f"{_seconds(st.write)}, merge {_seconds(st.merge)}")
-        lines.append(f"  stages: {stages}{_bottleneck(s)}")
-        lines.append(f"  model {s.model}; {s.images_inferred:,} images in "
-                     f"{s.inference_calls:,} inference calls; {s.workers} decode "
-                     f"{s.executor}s, {s.threads} inference threads")
+    lines += _ray_lines(s) if s.engine == "ray" else _local_lines(s)
     lines += [f"  warning: {w}" for w in s.warnings]
     return "\n".join(printable(line) for line in lines)  # names may hold newlines
 
 
-def _ray_lines(s) -> list[str]:
+def _local_lines(s: TagSummary) -> list[str]:
+    st = s.stages
+    stages = (f"walk {_seconds(st.walk)}, plan {_seconds(st.plan)}, decode wait "
+              f"{_seconds(st.decode_wait)}, inference {_seconds(st.inference)}, write "
+              f"{_seconds(st.write)}, merge {_seconds(st.merge)}")
+    return [f"  stages: {stages}{_bottleneck(s)}",
+            f"  model {s.model}; {s.images_inferred:,} images in {s.inference_calls:,} "
+            f"inference calls; {s.workers} decode {s.executor}s, {s.threads} inference threads"]
+
+
+def _ray_lines(s: TagSummary) -> list[str]:
     """Stages and cluster of a Ray run; the pipeline rate leaves out Ray's start-up."""
     st = s.stages
-    rate = f" ({s.images_inferred / s.pipeline:.1f} images/s)" if s.pipeline > 0 else ""
-    where = (f"{s.images_inferred:,} images on {s.actors} Ray actors x {s.threads} threads "
-             f"at {s.address}" if s.actors else "Ray not needed")
+    wait = st.decode_wait  # the driver waiting on the cluster's decode + inference
+    rate = f" ({s.images_inferred / wait:.1f} images/s)" if wait > 0 else ""
+    where = (f"{s.images_inferred:,} images on {s.workers} Ray actors x {s.threads} threads "
+             f"at {s.address}" if s.workers else "Ray not needed")
     return [f"  stages: walk {_seconds(st.walk)}, plan {_seconds(st.plan)}, ray pipeline "
-            f"(decode + inference) {_seconds(s.pipeline)}{rate}, write {_seconds(st.write)}, "
-            f"compact {_seconds(st.merge)}",
-            f"  model {s.model}; {where}; {s.parts_written} parts written, "
-            f"{s.parts_rewritten} rewritten, {s.parts_removed} removed"]
+            f"(decode + inference) {_seconds(wait)}{rate}, write {_seconds(st.write)}, "
+            f"merge {_seconds(st.merge)}",
+            f"  model {s.model}; {where}"]
 
 
-def _bottleneck(s) -> str:
+def _bottleneck(s: TagSummary) -> str:
     st = s.stages
     if st.inference + st.decode_wait < 1.0:
         return ""

@@ -378,12 +378,12 @@ def test_debug_shows_the_traceback_with_the_same_exit_code(tmp_path: Path) -> No
 
 def test_a_bug_still_exits_2_releases_the_lock_and_says_how_to_see_it(
         tmp_path: Path, bundle_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import artylyze.engine as engine
+    import artylyze.tagging.core as tagging_core
 
     def broken(*args, **kwargs):
         raise TypeError("a bug")
 
-    monkeypatch.setattr(engine, "walk_collection", broken)
+    monkeypatch.setattr(tagging_core, "walk_collection", broken)
     (tmp_path / "col").mkdir()
     res = tag_cli(tmp_path / "col", "--out", tmp_path / "meta.parquet", "--model", bundle_dir)
     assert res.exit_code == 2
@@ -394,12 +394,12 @@ def test_a_bug_still_exits_2_releases_the_lock_and_says_how_to_see_it(
 
 def test_an_interrupt_exits_130_after_a_clean_stop(tmp_path: Path, bundle_dir: Path,
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
-    import artylyze.engine as engine
+    import artylyze.tagging.core as tagging_core
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(engine, "walk_collection", interrupted)
+    monkeypatch.setattr(tagging_core, "walk_collection", interrupted)
     (tmp_path / "col").mkdir()
     res = tag_cli(tmp_path / "col", "--out", tmp_path / "meta.parquet", "--model", bundle_dir)
     assert res.exit_code == 130 and "stopped cleanly" in res.output

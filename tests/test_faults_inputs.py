@@ -8,6 +8,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import pickle
 import socket
 import subprocess
 import sys
@@ -24,9 +25,10 @@ from test_tag import odd_collection, picture, run, tag_cli, write_pictures
 from tiny_bundle import make_tiny_bundle
 from typer.testing import CliRunner
 
-import artylyze.engine as engine
+import artylyze.tagging.core as tagging_core
 from artylyze.cli.main import app
 from artylyze.engine import DecodeJob, decode_file
+from artylyze.imaging import ImageError
 from artylyze.index.build import BuildOptions, build
 from artylyze.index.html import similar_page
 from artylyze.index.report import clusters_report
@@ -104,6 +106,26 @@ def rows_of(out: Path) -> dict[str, dict]:
     return {r["path"]: r for r in pq.read_table(out).to_pylist()}
 
 
+def test_error_kinds_come_with_the_error_not_from_its_text(tmp_path: Path) -> None:
+    """The kind a summary counts is the error's own; a file named like another kind (here a
+    text file called empty.jpg) cannot mislead it, and the kind survives a process pool."""
+    good = tmp_path / "good.jpg"
+    picture(1, (256, 256)).save(good, quality=90)
+    data = good.read_bytes()
+    files = {"empty.jpg": (b"not a picture\n", "not_image"), "zero.jpg": (b"", "empty"),
+             "cut.jpg": (data[: len(data) // 2], "truncated")}
+    for name, (content, _) in files.items():
+        (tmp_path / name).write_bytes(content)
+    for name, (_, kind) in files.items():
+        r = decode_file(DecodeJob(str(tmp_path / name)), 8, "stretch", 10**6)
+        assert (r.kind, r.error is not None) == (kind, True), name
+    assert decode_file(DecodeJob(str(tmp_path / "missing.jpg")), 8, "stretch", 10**6).kind == \
+        "unreadable"
+    assert decode_file(DecodeJob(str(good)), 8, "stretch", 4).kind == "too_large"
+    err = pickle.loads(pickle.dumps(ImageError("a.jpg", "file is empty (0 bytes)", "empty")))
+    assert (err.kind, err.reason, err.path) == ("empty", "file is empty (0 bytes)", "a.jpg")
+
+
 def test_thumbnails_are_decoded_at_their_size(tmp_path: Path) -> None:
     scan = tmp_path / "scan.jpg"
     Image.fromarray(np.full((4000, 6000, 3), 90, np.uint8)).save(scan, quality=80)
@@ -139,7 +161,7 @@ def test_a_fifo_swapped_in_after_the_walk_gets_an_error_row(
         tmp_path: Path, bundle_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     col = tmp_path / "col"
     write_pictures(col, 4)
-    real_walk = engine.walk_collection
+    real_walk = tagging_core.walk_collection
 
     def walk_then_swap(*args, **kwargs):
         walked = real_walk(*args, **kwargs)
@@ -147,7 +169,7 @@ def test_a_fifo_swapped_in_after_the_walk_gets_an_error_row(
         os.mkfifo(col / "img001.png")
         return walked
 
-    monkeypatch.setattr(engine, "walk_collection", walk_then_swap)
+    monkeypatch.setattr(tagging_core, "walk_collection", walk_then_swap)
     s = no_hang(lambda: run(col, tmp_path / "meta.parquet", bundle_dir), col / "img001.png")
     assert (s.tagged, s.errors) == (3, 1)
     assert rows_of(tmp_path / "meta.parquet")["img001.png"]["error"] == "not a regular file"

@@ -21,6 +21,8 @@ import pytest
 import ray  # the [ray] extra: CI installs it; a missing one must fail, not skip
 from tagged_examples import RENOIR, copy_examples, tag
 
+import artylyze.store.merge as store_merge
+
 README = Path(__file__).resolve().parents[1] / "README.md"
 TASKS = ("style", "genre", "artist", "nationality", "period")
 #: The documented columns (README, "Output schema") for the shipped bundle, in order; a bundle
@@ -47,15 +49,18 @@ def local(collection: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def parts(collection: Path) -> Path:
-    """The Ray engine's folder of parts, several of them, with record ids joined."""
+    """The Ray engine's folder of parts, several of them (4 rows a file instead of 131,072),
+    with record ids joined."""
     records = collection.parent / "records.csv"
     records.write_text(f"id,file\n1985.52.1,{RENOIR}\n")
     out = collection.parent / "meta"
     ray.init(num_cpus=2, include_dashboard=False, object_store_memory=100 * 2**20,
              log_to_driver=False, logging_level="warning")
     try:
-        tag(collection, f"{out}/", "--engine", "ray", "--batch-size", "4", "--commit-every", "4",
-            "--records", str(records))
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(store_merge, "ROWS_PER_FILE", 4)
+            tag(collection, f"{out}/", "--engine", "ray", "--batch-size", "4",
+                "--commit-every", "4", "--records", str(records))
     finally:
         ray.shutdown()
     assert len(list(out.glob("*.parquet"))) > 1

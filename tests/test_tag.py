@@ -399,11 +399,21 @@ def test_threads_default_to_all_cores_and_stop_spinning_when_shared(
     import artylyze.engine as engine
 
     monkeypatch.setattr(engine, "usable_cores", lambda: 4)
-    assert engine.plan_threads(TagOptions(), "cpu") == (4, 4)
-    assert engine.plan_threads(TagOptions(workers=1, threads=3), "cpu") == (1, 3)
+    assert engine.plan_threads(TagOptions(), "cpu") == (4, 4, False)
+    assert engine.plan_threads(TagOptions(workers=1, threads=3), "cpu") == (1, 3, True)
     write_pictures(tmp_path / "col", 2)
+    sessions = []
+    real = engine.Bundle
+
+    def spy(*args, **kwargs):
+        sessions.append(kwargs)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(engine, "Bundle", spy)
     for options, spin in (({}, False), ({"workers": 1, "threads": 3}, True)):
         bundle = load_bundle(bundle_dir)
         summary = tag_collection(tmp_path / "col", tmp_path / f"{spin}.parquet", bundle,
                                  TagOptions(batch_size=4, **options))
-        assert (summary.tagged, bundle.spin) == (2, spin)
+        assert summary.tagged == 2
+        assert sessions.pop()["spin"] is spin  # decided before the run's session is made
+        assert (bundle.threads, bundle.spin, bundle._session) == (None, True, None)  # as given

@@ -1,4 +1,5 @@
-"""``--engine ray``: the same rows as the local engine, incremental, on a 2-CPU local Ray.
+"""``--engine ray``: the same rows and on-disk state as the local engine, incremental (sha256
+reuse included), on a 2-CPU local Ray.
 
 Real wikiart11 paintings, one corrupt JPEG, one file that is not an image, a real tiny ONNX
 bundle. Inference is counted through the summary, never timed.
@@ -21,8 +22,8 @@ from typer.testing import CliRunner
 
 from artylyze.bundle import load_bundle
 from artylyze.cli.main import app
-from artylyze.engine import TagError, TagOptions, tag_collection
-from artylyze.ray_engine import RayOptions, RaySummary, plan_actors, shard_count, tag_with_ray
+from artylyze.engine import TagError, TagOptions, TagSummary, tag_collection
+from artylyze.ray_engine import RayOptions, plan_actors, shard_count, tag_with_ray
 
 PAINTINGS = {"Baroque": 3, "Cubism": 2, "Pop_Art": 2}  # style folder -> paintings taken
 EXPECTED_ERRORS = {"broken/corrupt.jpg": "truncated", "notes.jpg": "not an image"}
@@ -84,11 +85,12 @@ def test_ray_rows_equal_the_local_engine_rows(tmp_path: Path, wikiart: Path,
     local = tag_collection(tmp_path / "col", tmp_path / "local.parquet",
                            load_bundle(bundle_dir), TagOptions(batch_size=4))
     s = tag_with_ray(tmp_path / "col", tmp_path / "out", bundle_dir, TagOptions(batch_size=4))
-    assert isinstance(s, RaySummary)
+    assert isinstance(s, TagSummary) and (s.engine, s.executor) == ("ray", "ray")
     assert (s.files_seen, s.tagged, s.errors, s.images_inferred) == (9, 7, 2, 7)
     assert (local.tagged, local.errors) == (7, 2)
-    assert s.actors == 1 and s.parts_written == 1
-    assert [p.name for p in (tmp_path / "out").iterdir()][0].startswith("part-00000-")
+    assert s.errors_by_kind == local.errors_by_kind == {"truncated": 1, "not_image": 1}
+    assert s.workers == 1 and s.inference_calls >= 2  # one actor, batches of 4
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["part-00000.parquet"]
     a, b = rows_by_path(tmp_path / "local.parquet"), rows_by_path(tmp_path / "out")
     assert sorted(b) == sorted([*rels, *EXPECTED_ERRORS])
     for path, err in EXPECTED_ERRORS.items():
@@ -107,6 +109,22 @@ def test_ray_rows_equal_the_local_engine_rows(tmp_path: Path, wikiart: Path,
     for part in (tmp_path / "out").iterdir():
         assert pq.read_schema(part).equals(local_schema, check_metadata=True)
 
+    # same content under a new name or a new mtime: reused by sha256, not inferred again
+    os.rename(tmp_path / "col" / rels[0], tmp_path / "col" / "renamed.jpg")
+    os.utime(tmp_path / "col" / rels[1], ns=(1, 1))
+    for out, run in ((tmp_path / "local.parquet", lambda o: tag_collection(
+            tmp_path / "col", o, load_bundle(bundle_dir), TagOptions(batch_size=4))),
+                     (tmp_path / "out", lambda o: tag_with_ray(
+            tmp_path / "col", o, bundle_dir, TagOptions(batch_size=4)))):
+        again = run(out)
+        assert (again.reused, again.images_inferred, again.tagged) == (2, 0, 0), out
+        assert (again.unchanged, again.missing_kept) == (7, 1), out
+        rows = rows_by_path(out)
+        assert rows["renamed.jpg"]["sha256"] == a[rels[0]]["sha256"]
+        np.testing.assert_allclose(rows["renamed.jpg"]["embedding"], a[rels[0]]["embedding"],
+                                   atol=1e-5)
+        assert rows[rels[1]]["mtime_ns"] == 1 and rows[rels[1]]["style"] == a[rels[1]]["style"]
+
 
 def test_unchanged_files_are_skipped_and_new_or_changed_ones_tagged(
         tmp_path: Path, wikiart: Path, bundle_dir: Path) -> None:
@@ -117,7 +135,7 @@ def test_unchanged_files_are_skipped_and_new_or_changed_ones_tagged(
 
     again = tag_with_ray(col, out, bundle_dir, TagOptions(batch_size=4))
     assert (again.tagged, again.images_inferred, again.unchanged) == (0, 0, 9)
-    assert again.errors == 2 and again.output_unchanged and again.parts_written == 0
+    assert again.errors == 2 and again.output_unchanged and again.workers == 0
     assert again.address == ""  # nothing to do: Ray was not even asked
     assert parts(out) == first
 
@@ -125,8 +143,9 @@ def test_unchanged_files_are_skipped_and_new_or_changed_ones_tagged(
     shutil.copyfile(extra, col / "new.jpg")
     shutil.copyfile(col / rels[1], col / rels[0])  # rels[0] now holds another painting
     s = tag_with_ray(col, out, bundle_dir, TagOptions(batch_size=4))
-    assert (s.tagged, s.images_inferred, s.unchanged, s.errors) == (2, 2, 8, 2)
-    assert (s.parts_written, s.parts_rewritten, s.parts_removed) == (1, 1, 0)
+    # rels[0] now holds rels[1]'s content: its predictions are reused, not inferred
+    assert (s.tagged, s.reused, s.images_inferred, s.unchanged, s.errors) == (1, 1, 1, 8, 2)
+    assert not s.output_unchanged and len(parts(out)) == 1  # merged into one dataset file
     rows = rows_by_path(out)  # asserts one row per file across the parts
     assert len(rows) == 10 and rows["new.jpg"]["status"] == "ok"
     assert rows[rels[0]]["sha256"] == before[rels[1]]["sha256"] != before[rels[0]]["sha256"]
@@ -136,11 +155,11 @@ def test_unchanged_files_are_skipped_and_new_or_changed_ones_tagged(
     kept = tag_with_ray(col, out, bundle_dir, TagOptions(batch_size=4))
     assert (kept.missing_kept, kept.images_inferred, kept.output_unchanged) == (1, 0, True)
     pruned = tag_with_ray(col, out, bundle_dir, TagOptions(batch_size=4, prune=True))
-    assert (pruned.pruned, pruned.images_inferred, pruned.parts_rewritten) == (1, 0, 1)
+    assert (pruned.pruned, pruned.images_inferred, pruned.output_unchanged) == (1, 0, False)
     assert rels[2] not in rows_by_path(out) and len(rows_by_path(out)) == 9
 
     full = tag_with_ray(col, out, bundle_dir, TagOptions(batch_size=4, full=True))
-    assert (full.tagged, full.errors, full.parts_removed) == (7, 2, 2)
+    assert (full.tagged + full.reused, full.errors) == (7, 2)
     assert len(parts(out)) == 1 and len(rows_by_path(out)) == 9
 
 
@@ -160,7 +179,7 @@ def test_cli_engine_ray_prints_the_summary(tmp_path: Path, wikiart: Path,
     up_to_date = runner.invoke(app, args)
     assert up_to_date.exit_code == 0, up_to_date.output
     assert "is up to date (9 rows)" in up_to_date.output and "unchanged 9" in up_to_date.output
-    assert "Ray not needed; 0 parts written" in up_to_date.output
+    assert "Ray not needed" in up_to_date.output
     bad = runner.invoke(app, [*args, "--engine", "spark"])
     assert bad.exit_code == 2 and "must be local or ray" in bad.output
 

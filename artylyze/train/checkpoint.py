@@ -10,7 +10,6 @@ are what training continues from).
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
+from artylyze.atomic import replace_dir
 from artylyze.errors import ArtyLyzeError
 from artylyze.train.models import MultiTaskNet, build_model
 
@@ -45,12 +45,7 @@ def save_checkpoint(out_dir: str | Path, model: MultiTaskNet, config: dict[str, 
     if optimizer is not None:
         save_file(_optimizer_tensors(optimizer), str(tmp / OPTIMIZER_FILE))
     (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
-    old = out.with_name(out.name + ".old")
-    if out.exists():
-        shutil.rmtree(old, ignore_errors=True)
-        os.replace(out, old)
-    os.replace(tmp, out)
-    shutil.rmtree(old, ignore_errors=True)
+    replace_dir(tmp, out)
     return out
 
 

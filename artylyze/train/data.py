@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from artylyze.atomic import atomic_write
 from artylyze.train.manifest import TASKS
 from artylyze.train.metrics import UNKNOWN
 
@@ -136,9 +137,7 @@ def load_image_array(paths: list[str], root: Path, size: int, resize: str,
         out[i] = load_image(root / p, size, resize).pixels
     if cache is not None:
         cache.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache.with_suffix(".tmp.npy")
-        np.save(tmp, out)
-        tmp.replace(cache)
+        atomic_write(cache, lambda f: np.save(f, out))
     return out
 
 

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from artylyze.atomic import atomic_write
 from artylyze.bundle import sha256_file
 from artylyze.train import data
 from artylyze.train.checkpoint import WEIGHTS_FILE
@@ -120,7 +121,5 @@ def backbone_features(model: MultiTaskNet, split: Split, cache_dir: Path, key: s
                 f"({time.time() - t0:.0f}s)")
     f = torch.cat(feats)
     cache_dir.mkdir(parents=True, exist_ok=True)
-    tmp = cache.with_suffix(".tmp.npy")
-    np.save(tmp, f.numpy())
-    tmp.replace(cache)
+    atomic_write(cache, lambda file: np.save(file, f.numpy()))
     return f
