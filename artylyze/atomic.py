@@ -72,8 +72,8 @@ def replace_dir(new: str | os.PathLike[str], dest: str | os.PathLike[str]) -> No
     """Put the complete folder ``new`` at ``dest`` (same parent), replacing what is there.
 
     One atomic exchange where the filesystem allows it; else two renames, and a crash
-    between them leaves the old folder at :func:`aside_name`, which :func:`restore_dir`
-    puts back.
+    between them leaves the old folder at :func:`aside_name`, which :func:`recover_dir`
+    puts back (or replaces with the staged new one).
     """
     new, dest = Path(new), Path(dest)
     if not os.path.lexists(dest):
@@ -87,17 +87,6 @@ def replace_dir(new: str | os.PathLike[str], dest: str | os.PathLike[str]) -> No
         os.rename(new, dest)
         shutil.rmtree(old)
     fsync_dir(dest.parent)
-
-
-def restore_dir(dest: str | os.PathLike[str]) -> None:
-    """Undo a :func:`replace_dir` cut short between its two renames."""
-    dest = Path(dest)
-    old = aside_name(dest)
-    if old.is_dir():
-        if os.path.lexists(dest):
-            shutil.rmtree(old)
-        else:
-            os.rename(old, dest)
 
 
 def fsync_dir(path: str | os.PathLike[str]) -> None:
@@ -116,23 +105,25 @@ def staged_dir(dest: str | os.PathLike[str]) -> Path:
     return dest.with_name(f".{dest.name}.new")
 
 
-def swap_in_dir(dest: str | os.PathLike[str], *, recover: bool = False) -> None:
-    """Put the complete folder :func:`staged_dir` at ``dest``, crash-safely.
+def swap_in_dir(dest: str | os.PathLike[str]) -> None:
+    """Put the complete folder :func:`staged_dir` at ``dest`` (see :func:`replace_dir`)."""
+    replace_dir(staged_dir(dest), dest)
 
-    With ``recover`` it swaps nothing: it finishes or undoes a swap that a crash cut short
-    (the caller holds the lock that guards ``dest``). The staged folder is complete once the
-    old one is parked at :func:`aside_name`, so then it is put in place if ``dest`` is
-    missing; a staged folder without a parked one was cut short while being written, and
-    is dropped.
+
+def recover_dir(dest: str | os.PathLike[str]) -> None:
+    """Finish or undo a :func:`replace_dir` that a crash cut short; call it (holding whatever
+    lock guards ``dest``) before writing a new version.
+
+    The old folder is parked at :func:`aside_name` only once the new one is complete, so with
+    ``dest`` missing the staged folder (:func:`staged_dir`), when there is one, is put in
+    place, else the old one is put back. A staged folder without a parked one was cut short
+    while being written, and is dropped.
     """
     dest = Path(dest)
     new, old = staged_dir(dest), aside_name(dest)
-    if not recover:
-        replace_dir(new, dest)
-        return
     if old.exists():
-        if not os.path.lexists(dest) and new.is_dir():
-            os.replace(new, dest)
+        if not os.path.lexists(dest):
+            os.replace(new if new.is_dir() else old, dest)
         shutil.rmtree(old, ignore_errors=True)
     if new.exists():
         shutil.rmtree(new, ignore_errors=True)

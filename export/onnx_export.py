@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from artylyze.atomic import replace_dir, restore_dir
+from artylyze.atomic import recover_dir, replace_dir
 from artylyze.bundle import (
     MANIFEST_FILE,
     MODEL_FILE,
@@ -79,7 +79,7 @@ def export_bundle(
     if quantize not in (None, *QUANTIZE_CHOICES):
         raise ExportError(f"unknown quantization {quantize!r}; choose one of {QUANTIZE_CHOICES}")
     out = Path(out_dir)
-    restore_dir(out)  # a previous export cut short between its two renames
+    recover_dir(out)  # a previous export cut short between its two renames
     _check_target(out)
     report = progress or (lambda stage, done, total: None)
     model, config = load_checkpoint(ckpt_dir)
@@ -132,7 +132,7 @@ def export_bundle(
         )
         write_manifest(staging, manifest)
         _smoke_test(staging, pixels[:2], spec.tasks)
-        replace_dir(staging, out)  # one swap; a crash mid-way is undone by restore_dir
+        replace_dir(staging, out)  # one swap; a crash mid-way is undone by recover_dir
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise

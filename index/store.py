@@ -36,7 +36,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from artylyze.atomic import atomic_write, atomic_write_text, replace_dir, restore_dir
+from artylyze.atomic import atomic_write, atomic_write_text, recover_dir, replace_dir
 from artylyze.bundle import DEFAULT_BUNDLE_DIR, sha256_file
 from artylyze.errors import writing
 from artylyze.index.clusters import Gmm
@@ -207,7 +207,7 @@ def building(out: Path) -> Iterator[Path]:
     out = Path(os.path.realpath(out)) if out.is_symlink() else out
     out.parent.mkdir(parents=True, exist_ok=True)
     with writing(out, IndexStoreError), FileLock(out.with_name(out.name + ".lock")):
-        restore_dir(out)
+        recover_dir(out)
         check_index_target(out)
         for stale in out.parent.glob(f".{glob.escape(out.name)}.build-*"):
             shutil.rmtree(stale, ignore_errors=True)

@@ -18,7 +18,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from artylyze.atomic import staged_dir, swap_in_dir
+from artylyze.atomic import recover_dir, staged_dir
 from artylyze.errors import writing
 from artylyze.lock import FileLock, LockedError
 from artylyze.store.schema import StoreError
@@ -80,13 +80,13 @@ class OutputTarget:
         return [self.path] if self.path.is_file() else []
 
     def recover(self) -> None:
-        """Finish or undo a swap interrupted by a crash (see :func:`artylyze.atomic.swap_in_dir`),
+        """Finish or undo a swap interrupted by a crash (see :func:`artylyze.atomic.recover_dir`),
         and remove the temp files a killed run left (the caller holds the lock)."""
         self.sibling(".tmp").unlink(missing_ok=True)  # where older versions staged it
         temps = self.path.parent.glob(f"{glob.escape(self.path.name)}.*.tmp")  # atomic_write's
         for stale in (*temps, *self.workdir.glob("*.tmp")):
             stale.unlink(missing_ok=True)
-        swap_in_dir(self.path, recover=True)
+        recover_dir(self.path)
 
     def remove_workdir(self) -> None:
         shutil.rmtree(self.workdir, ignore_errors=True)

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from artylyze.atomic import restore_dir
+from artylyze.atomic import recover_dir
 from artylyze.train import data
 from artylyze.train.checkpoint import (
     ONLINE_FILE,
@@ -232,7 +232,7 @@ class Trainer:
         any features are computed)."""
         last = self.out / "last"
         for kept in (last, self.out / "best"):  # a save cut short by a crash
-            restore_dir(kept)
+            recover_dir(kept)
         if not last.is_dir():
             return
         theirs, ours = read_config(last).get("train_config", {}), asdict(self.cfg)
