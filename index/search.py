@@ -102,7 +102,7 @@ class Gallery:
         if self._bundle_dir is not None:
             return [Path(self._bundle_dir)]
         found = []
-        ref = self.index.manifest.get("bundle_dir")
+        ref = self.index.manifest.bundle_dir
         if ref:
             found.append((self.index.path / ref).resolve())
         found.append(DEFAULT_BUNDLE_DIR)
@@ -181,7 +181,7 @@ class Gallery:
 
     def _stored_predictions(self, row: int) -> dict[str, list[dict[str, Any]]]:
         preds = {}
-        for task in self.index.manifest.get("tasks", []):
+        for task in self.index.manifest.tasks:
             label = self.column(task)[row]
             if label is not None:
                 score = self.column(f"{task}_score")[row]
@@ -195,7 +195,7 @@ class Gallery:
         out = {key: self.column(col)[row] for col, key in names.items()
                if self.column(col)[row] is not None}
         flags = {t: self.column(f"{t}_confident")[row]
-                 for t in self.index.manifest.get("tasks", [])
+                 for t in self.index.manifest.tasks
                  if self.column(f"{t}_confident")[row] is not None}
         return {**out, "confident": flags} if flags else out
 

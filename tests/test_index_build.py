@@ -126,8 +126,8 @@ def test_exact_and_approximate_indexes_find_a_planted_neighbour(factory: str) ->
 
 
 def test_index_type_is_chosen_by_size() -> None:
-    assert choose_factory(9_922) == "Flat"
-    assert choose_factory(1_000_000) == "IVF4000,Flat"
+    assert choose_factory(9_922, 256) == "Flat"
+    assert choose_factory(1_000_000, 256) == "IVF4000,Flat"
 
 
 def test_a_bad_factory_string_is_a_clear_error() -> None:
