@@ -56,13 +56,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from artylyze.index.faiss_index import (
-    RECALL_K,
-    ExactTopK,
-    build_index,
-    choose_factory,
-    recall_at,
-)
+from artylyze.index.faiss_index import RECALL_K, build_index, choose_factory
+from artylyze.index.recall import ExactTopK, recall_at
 from artylyze.index.sources import ParquetSource
 from artylyze.index.store import load_index_dir
 

@@ -32,17 +32,10 @@ import pyarrow as pa
 
 from artylyze.index import clusters as cl
 from artylyze.index.errors import IndexBuildError
-from artylyze.index.faiss_index import (
-    RECALL_K,
-    RECALL_QUERIES,
-    BuiltIndex,
-    ExactTopK,
-    train_rows,
-    tune,
-    without_self,
-)
+from artylyze.index.faiss_index import RECALL_K, RECALL_QUERIES, BuiltIndex, train_rows, tune
 from artylyze.index.fit import Trained, fit_on_sample, load_trained
 from artylyze.index.manifest import IndexManifest
+from artylyze.index.recall import ExactTopK, without_self
 from artylyze.index.sources import CHUNK_ROWS, Source, open_source
 from artylyze.index.store import (
     ClusterModel,

@@ -17,8 +17,9 @@ from typer.testing import CliRunner
 from artylyze.cli.main import app
 from artylyze.index.build import BuildOptions, build
 from artylyze.index.errors import IndexBuildError
-from artylyze.index.faiss_index import choose_factory, exact_neighbours, recall_at, set_params
+from artylyze.index.faiss_index import choose_factory, set_params
 from artylyze.index.merge import IndexMergeError, merge_indexes
+from artylyze.index.recall import exact_neighbours, recall_at
 from artylyze.index.sources import ParquetSource, embedding_bytes, should_stream
 from artylyze.index.store import load_index_dir
 from artylyze.progress import Progress
