@@ -21,7 +21,7 @@ streaming pass over the parts) and query latency. Then it projects to 10M vector
 measured sizes: RSS as a straight line a + b*n through the two largest sizes (what is held
 grows linearly: index codes, row metadata, float16 cluster coordinates; the sample is
 capped at 500k rows), then corrected for the codes the default index uses at 10M (PQ64:
-64 bytes a vector instead of SQ8's 256, as ``choose_stream_factory`` switches past ~4M);
+64 bytes a vector instead of SQ8's 256, as ``choose_factory`` switches past ~4M);
 build time as c * n^1.5 from the largest size (assigning n vectors to 4*sqrt(n) IVF lists
 dominates). One size gives no projection: fixed costs dominate small runs. The measured run
 (the figures in README)::
@@ -56,14 +56,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from artylyze.index.faiss_index import (
-    RECALL_K,
-    build_index,
-    choose_factory,
-    recall_at,
-)
+from artylyze.index.faiss_index import RECALL_K, build_index, choose_factory
+from artylyze.index.recall import ExactTopK, recall_at
+from artylyze.index.sources import ParquetSource
 from artylyze.index.store import load_index_dir
-from artylyze.index.stream import ExactTopK, choose_stream_factory, open_source
 
 CHUNK = 100_000
 PART_ROWS = 250_000
@@ -238,18 +234,18 @@ def run_stream_size(n: int, dim: int, n_queries: int, n_latency: int, seed: int,
         print("  " + "\n  ".join(steps[-8:]), flush=True)
         queries = clustered_unit_vectors(n_queries, dim, n_clusters, seed + 1)
         truth = ExactTopK(queries, RECALL_K)
-        source = open_source(work / "data", chunk_rows)
+        source = ParquetSource(work / "data", chunk_rows)
         for start, ok in source.ok_batches(["status", "embedding"]):
             flat = ok.column("embedding").combine_chunks().flatten().to_numpy()
             truth.add(flat.reshape(-1, dim), start)
         index_dir = load_index_dir(work / "index", verify=False)
         qps, ids = batch_qps(index_dir.index, queries, RECALL_K)
         man = index_dir.manifest
-        row = {"n": n, "index": f"stream: {man['index_type']}", "params": man["search_params"],
+        row = {"n": n, "index": f"stream: {man.index_type}", "params": man.search_params,
                "build_s": round(wall, 2), "peak_rss_mb": round(rss, 1),
-               "index_file_mb": round(man["files"]["vectors.faiss"]["bytes"] / 2**20, 1),
+               "index_file_mb": round(man.files["vectors.faiss"]["bytes"] / 2**20, 1),
                "recall_at_10": round(recall_at(ids, truth.ids), 4),
-               "recall_at_10_estimated_at_build": man["recall_at_10"],
+               "recall_at_10_estimated_at_build": man.recall_at_10,
                "batch_qps": round(qps), "chunk_rows": chunk_rows,
                **single_query_latency(index_dir.index, queries, RECALL_K, n_latency)}
     finally:
@@ -276,7 +272,7 @@ def project(rows: list[dict[str, Any]], dim: int,
         return None
     a, last = rows[-2], rows[-1]
     slope = (last["peak_rss_mb"] - a["peak_rss_mb"]) / (last["n"] - a["n"])
-    factory = choose_stream_factory(n, dim)
+    factory = choose_factory(n, dim)
     measured = last["index"].removeprefix("stream: ")
     swap = (code_bytes(measured, dim) - code_bytes(factory, dim)) * n / 2**20
     rss = last["peak_rss_mb"] + slope * (n - last["n"]) - swap
@@ -355,7 +351,7 @@ def main() -> None:
     print("\n" + table(rows))
     report = {
         "benchmark": "index_scale", "dim": args.dim, "queries": args.queries,
-        "picks": {str(n): choose_factory(n) for n in args.sizes},
+        "picks": {str(n): choose_factory(n, args.dim) for n in args.sizes},
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
                     "faiss": faiss.__version__, "numpy": np.__version__},
         "peak_rss_mb": round(peak_rss_mb(), 1), "results": rows,

@@ -209,7 +209,7 @@ def index_files(idx: Path) -> dict | str:
     from artylyze.index.store import load_index_dir
 
     try:
-        return load_index_dir(idx, verify=True).manifest["files"]
+        return load_index_dir(idx, verify=True).manifest.files
     except (ArtyLyzeError, OSError, ValueError) as e:
         return f"{idx} does not load: {e}"
 

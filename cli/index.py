@@ -4,7 +4,7 @@ options, call ``artylyze.index``, print. Heavy imports stay inside the commands.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -12,6 +12,9 @@ from artylyze.cli.errors import cli_errors
 from artylyze.cli.params import option
 from artylyze.options import IndexBuild as O
 from artylyze.text import printable
+
+if TYPE_CHECKING:
+    from artylyze.index.manifest import IndexManifest
 
 app = typer.Typer(help="Build a similarity index (FAISS + PCA + clusters) from a meta.parquet.",
                   no_args_is_help=True, add_completion=False)
@@ -80,33 +83,28 @@ def build(
     """Build an index directory: only status == ok rows, one model, themes per cluster."""
     from artylyze.index.build import BuildOptions
     from artylyze.index.build import build as build_index
-    from artylyze.index.stream import build_streaming, should_stream
     from artylyze.progress import make_progress
 
     with cli_errors():
+        if stream is None and (trained is not None or train_only):
+            stream = True
         opts = BuildOptions(pca=pca, pca_variance=pca_variance, index_type=index_type,
                             kmeans_k=k, gmm_k=gmm_k, covariance=covariance,
                             cluster_dims=cluster_dims, labels=labels, bundle_dir=bundle,
-                            thumbnails=thumbnails, seed=seed)
-        if stream is None:
-            stream = trained is not None or train_only or should_stream(meta)
-        if stream:
-            res = build_streaming(meta, out, opts, chunk_rows, trained, train_only, log=_log,
-                                  progress=make_progress(label="index", unit="rows"))
-            man, themes, built = res.manifest, res.themes, res.built
-        else:
-            result = build_index(meta, out, opts, log=_log)
-            man, themes, built = (result.index_dir.manifest, result.index_dir.themes,
-                                  result.built)
-    described = "trained, empty" if train_only else built.describe()
-    typer.echo(printable(f"index {out}: {man['count']} artworks, {man['index_dim']} dims, "
+                            thumbnails=thumbnails, seed=seed, stream=stream,
+                            chunk_rows=chunk_rows, trained=trained, train_only=train_only)
+        result = build_index(meta, out, opts, log=_log,
+                             progress=make_progress(label="index", unit="rows"))
+    man = result.manifest
+    described = "trained, empty" if train_only else result.built.describe()
+    typer.echo(printable(f"index {out}: {man.count} artworks, {man.index_dim} dims, "
                          f"{described}"))
-    _print_clusters(man, themes)
+    _print_clusters(man, result.themes)
 
 
-def _print_clusters(man: dict, themes: dict) -> None:
-    typer.echo(f"clusters: KMeans k={man['clusters']['kmeans_k']}, GMM k="
-               f"{man['clusters']['gmm_k']} ({man['clusters']['covariance']})")
+def _print_clusters(man: IndexManifest, themes: dict[str, Any]) -> None:
+    typer.echo(f"clusters: KMeans k={man.clusters['kmeans_k']}, GMM k="
+               f"{man.clusters['gmm_k']} ({man.clusters['covariance']})")
     for theme in themes["themes"]:
         typer.echo(printable(f"  {theme['id']:>3}  {theme['size']:>6}  {theme['name']}"))
 
@@ -124,8 +122,8 @@ def merge(
     with cli_errors():
         merged = merge_indexes(out, shards, log=_log)
     typer.echo(printable(f"index {out}: {merged.count} artworks from {len(shards)} shards, "
-                         f"{merged.manifest['index_type']}, recall@10 "
-                         f"{merged.manifest['recall_at_10']}"))
+                         f"{merged.manifest.index_type}, recall@10 "
+                         f"{merged.manifest.recall_at_10}"))
     _print_clusters(merged.manifest, merged.themes)
 
 

@@ -65,8 +65,8 @@ def index_entries(index: IndexDir) -> Entries:
     no vectors: those stay in the FAISS index."""
     n = index.count
     return Entries(vectors=np.empty((n, 0), np.float32), rows=index.rows,
-                   model_id=index.model_id, bundle=index.manifest.get("bundle"),
-                   tasks=tuple(index.manifest.get("tasks", ())), root=index.root,
+                   model_id=index.model_id, bundle=index.manifest.bundle,
+                   tasks=index.manifest.tasks, root=index.root,
                    rows_total=n, rows_error=0, source=str(index.path))
 
 

@@ -130,7 +130,7 @@ def _over_place(fields: dict[str, list[str | None]], sources: dict[str, str], st
 
 
 def _model_labels(coll: Collection, task: str) -> tuple[str, ...]:
-    for t in (coll.entries.bundle or coll.index.manifest.get("bundle") or {}).get("tasks", []):
+    for t in (coll.entries.bundle or coll.index.manifest.bundle or {}).get("tasks", []):
         if t.get("name") == task:
             return tuple(t.get("labels", ()))
     return ()
@@ -147,7 +147,7 @@ def _intro(coll: Collection, sources: dict[str, str]) -> str:
     where = ("the index's own works" if coll.own_rows else
              f"tagged works placed in the clusters of index <code>{esc(coll.index.path)}</code>")
     labels = ", ".join(f"{esc(f)}: {esc(s)}" for f, s in sources.items())
-    return (f"<p>{coll.count:,} works: {where}. Model <code>{esc(man['model_id'])}</code>; "
+    return (f"<p>{coll.count:,} works: {where}. Model <code>{esc(man.model_id)}</code>; "
             f"{coll.index.clusters.gmm.k} clusters (Gaussian mixture). Labels: {labels}.</p>")
 
 

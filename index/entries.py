@@ -19,9 +19,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from artylyze.index.errors import IndexBuildError
+from artylyze.store import META_BUNDLE, META_ROOT
 
-BUNDLE_KEY = b"artylyze.bundle"
-ROOT_KEY = b"artylyze.root"
 TRUE_PREFIX = "true_"
 #: Columns of meta.parquet copied into the index's rows as they are (record_id: the museum's).
 PASSTHROUGH = ("split", "record_id")
@@ -121,13 +120,13 @@ def pretty_artist(slug: str | None) -> str | None:
 def schema_metadata(schema: pa.Schema) -> tuple[dict[str, Any] | None, str | None]:
     meta = schema.metadata or {}
     bundle = None
-    if BUNDLE_KEY in meta:
+    if META_BUNDLE in meta:
         try:
-            bundle = json.loads(meta[BUNDLE_KEY])
+            bundle = json.loads(meta[META_BUNDLE])
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
             raise IndexBuildError(
                 f"the Parquet's artylyze.bundle metadata is not JSON ({e})") from e
-    root = meta[ROOT_KEY].decode() if ROOT_KEY in meta else None
+    root = meta[META_ROOT].decode() if META_ROOT in meta else None  # as the store wrote it
     return bundle, root
 
 

@@ -19,12 +19,14 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 from artylyze.bundle import DEFAULT_BUNDLE_DIR
 from artylyze.errors import ArtyLyzeError
 from artylyze.index.build import BuildOptions, BuildResult, build
-from artylyze.index.store import DEFAULT_GALLERY_DIR, MANIFEST_FILE, read_manifest, write_json
+from artylyze.index.manifest import read_manifest, write_manifest
+from artylyze.index.store import DEFAULT_GALLERY_DIR
 
 GALLERY_PCA = 128
 GALLERY_INDEX = "SQfp16"
@@ -53,14 +55,17 @@ def forget_build_paths(index_dir: str | Path) -> None:
     """Keep only the names of the build's inputs: a shipped manifest must not point at the
     machine that built it (the thumbnails stand in for the collection)."""
     manifest = read_manifest(index_dir)
-    source = manifest["source"]
+    source = dict(manifest.source)
     if source.get("parquet"):
         source["parquet"] = Path(source["parquet"]).name
     if source.get("labels"):  # "a/wikiart11/labels.csv, b/styles7/labels.csv"
         source["labels"] = ", ".join(f"{Path(f).parent.name}/{Path(f).name}"
                                      for f in source["labels"].split(", "))
     source["root"] = None
-    write_json(Path(index_dir) / MANIFEST_FILE, manifest)
+    trained = dict(manifest.trained or {}) or None
+    if trained and trained.get("from"):
+        trained["from"] = Path(trained["from"]).name
+    write_manifest(index_dir, replace(manifest, source=source, trained=trained))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -77,8 +82,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ArtyLyzeError as e:
         print(f"error: {e}")
         return 2
-    files = result.index_dir.manifest["files"]
-    size = sum(f["bytes"] for f in files.values())
+    size = sum(f["bytes"] for f in result.manifest.files.values())
     print(f"gallery {args.out}: {result.index_dir.count} entries, {size / 1e6:.1f} MB")
     return 0
 

@@ -71,6 +71,62 @@ def read_labels(path: str | Path) -> pa.Table:
     return table
 
 
+class LabelTable:
+    """Labels CSVs read once, to join onto any number of row batches (a streamed build
+    joins chunk by chunk)."""
+
+    def __init__(self, labels_path: str | Path | Sequence[str | Path]) -> None:
+        files = [labels_path] if isinstance(labels_path, str | Path) else list(labels_path)
+        self.table = pa.concat_tables([read_labels(f) for f in files],
+                                      promote_options="permissive")
+        self.name = ", ".join(str(f) for f in files)
+        self.lookup: dict[str, int] = {}
+        for i, p in enumerate(self.table.column("path").to_pylist()):
+            if p:
+                self.lookup.setdefault(str(p).replace("\\", "/").lstrip("./"), i)
+
+    def match(self, paths: Sequence[str]) -> list[int | None]:
+        """Per path, its labels row (None when no row matches)."""
+        return [next((self.lookup[k] for k in _match_keys(p) if k in self.lookup), None)
+                for p in paths]
+
+    def matched(self, paths: Sequence[str]) -> int:
+        return sum(i is not None for i in self.match(paths))
+
+    def refuse_unmatched(self, matched: int, source: str) -> None:
+        if matched == 0:
+            raise IndexBuildError(f"{self.name}: no path matches a row of {source}; "
+                                  "is it the labels file of this collection?")
+
+    def join(self, entries: Entries) -> Entries:
+        """``entries`` with the ``true_<column>`` columns of their matching rows."""
+        take = pa.array(self.match(entries.rows.column("path").to_pylist()), pa.int64())
+        rows = entries.rows
+        for name in self.table.column_names:
+            if name == "path":
+                continue
+            values = self.table.column(name).take(take)
+            if name == "split":
+                col = "split"
+            elif name == "title":
+                col = "title"
+                values = pc.coalesce(values, rows.column("title"))
+            elif name == "year":
+                years = [_year(v) for v in values.to_pylist()]
+                old = rows.column("year").to_pylist()
+                rows = rows.set_column(rows.column_names.index("year"), "year", pa.array(
+                    [y if y is not None else o for y, o in zip(years, old, strict=True)],
+                    pa.int32()))
+                col = TRUE_PREFIX + "year"
+            else:
+                col = TRUE_PREFIX + name
+            if col in rows.column_names:
+                rows = rows.set_column(rows.column_names.index(col), col, values)
+            else:
+                rows = rows.append_column(col, values)
+        return replace(entries, rows=rows, labels_file=self.name)
+
+
 def join_labels(entries: Entries, labels_path: str | Path | Sequence[str | Path]) -> Entries:
     """Attach ground truth from labels CSVs (joined on ``path``) as ``true_<column>``.
 
@@ -79,47 +135,12 @@ def join_labels(entries: Entries, labels_path: str | Path | Sequence[str | Path]
     files (one per data set of a joined collection) are read as one table; a column one of
     them lacks is unknown for its rows.
     """
-    files = [labels_path] if isinstance(labels_path, str | Path) else list(labels_path)
-    labels = pa.concat_tables([read_labels(f) for f in files], promote_options="permissive")
-    labels_path = ", ".join(str(f) for f in files)
-    lookup: dict[str, int] = {}
-    for i, p in enumerate(labels.column("path").to_pylist()):
-        if p:
-            lookup.setdefault(str(p).replace("\\", "/").lstrip("./"), i)
-    index = []
-    for p in entries.rows.column("path").to_pylist():
-        hit = next((lookup[k] for k in _match_keys(p) if k in lookup), None)
-        index.append(hit)
-    matched = sum(i is not None for i in index)
-    if matched == 0:
-        raise IndexBuildError(f"{labels_path}: no path matches a row of {entries.source}; "
-                              "is it the labels file of this collection?")
-    take = pa.array(index, pa.int64())
-    rows = entries.rows
-    for name in labels.column_names:
-        if name == "path":
-            continue
-        values = labels.column(name).take(take)
-        if name == "split":
-            col = "split"
-        elif name == "title":
-            col = "title"
-            values = pc.coalesce(values, rows.column("title"))
-        elif name == "year":
-            years = [_year(v) for v in values.to_pylist()]
-            old = rows.column("year").to_pylist()
-            rows = rows.set_column(rows.column_names.index("year"), "year",
-                                   pa.array([y if y is not None else o
-                                             for y, o in zip(years, old, strict=True)], pa.int32()))
-            col = TRUE_PREFIX + "year"
-        else:
-            col = TRUE_PREFIX + name
-        if col in rows.column_names:
-            rows = rows.set_column(rows.column_names.index(col), col, values)
-        else:
-            rows = rows.append_column(col, values)
-    notes = [*entries.notes, f"labels: {matched} of {entries.count} entries matched {labels_path}"]
-    return replace(entries, rows=rows, labels_file=str(labels_path), notes=notes)
+    labels = LabelTable(labels_path)
+    matched = labels.matched(entries.rows.column("path").to_pylist())
+    labels.refuse_unmatched(matched, entries.source)
+    joined = labels.join(entries)
+    note = f"labels: {matched} of {entries.count} entries matched {labels.name}"
+    return replace(joined, notes=[*entries.notes, note])
 
 
 def _year(value: Any) -> int | None:

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -28,20 +28,17 @@ from artylyze.index.store import (
     write_index_dir,
 )
 
-#: Manifest keys that ``write_index_dir`` writes itself.
-_WRITTEN = ("format_version", "kind", "created", "files")
-
 
 class IndexMergeError(IndexBuildError):
     """Shards that cannot be joined: other models, other trained parts, unmergeable type."""
 
 
 def _fingerprint(shard: IndexDir) -> str:
-    trained = shard.manifest.get("trained") or {}
-    if not trained.get("sha256"):
+    fingerprint = shard.manifest.fingerprint
+    if not fingerprint:
         raise IndexMergeError(f"{shard.path}: no trained fingerprint in its manifest; build "
                               "shards with `artylyze index build SHARD --trained DIR`")
-    return str(trained["sha256"])
+    return fingerprint
 
 
 def merge_indexes(out: str | Path, shards: Sequence[str | Path],
@@ -67,7 +64,7 @@ def merge_indexes(out: str | Path, shards: Sequence[str | Path],
         try:
             index.merge_from(shard.index, index.ntotal)
         except RuntimeError as e:
-            raise IndexMergeError(f"FAISS cannot merge {first.manifest['index_type']!r} "
+            raise IndexMergeError(f"FAISS cannot merge {first.manifest.index_type!r} "
                                   f"indexes: {str(e).strip().splitlines()[-1]}") from e
     count = sum(s.count for s in loaded)
     rows = pa.concat_tables([s.rows for s in loaded], promote_options="permissive")
@@ -77,19 +74,18 @@ def merge_indexes(out: str | Path, shards: Sequence[str | Path],
     themes = copy.deepcopy(first.themes)
     for theme in themes["themes"]:
         theme["size"] = sum(int(s.themes["themes"][theme["id"]]["size"]) for s in loaded)
-    manifest: dict[str, Any] = {k: v for k, v in first.manifest.items() if k not in _WRITTEN}
-    measured = [s for s in loaded if s.manifest.get("recall_queries")]
+    measured = [s for s in loaded if s.manifest.recall_queries]
+    recall = {}
     if measured:  # per-shard measurements, weighted by shard size
         weight = sum(s.count for s in measured)
-        manifest["recall_at_10"] = round(sum(
-            s.count * float(s.manifest["recall_at_10"]) for s in measured) / max(weight, 1), 4)
-        manifest["recall_measured_on"] = "shards, count-weighted mean"
-    manifest["count"] = count
-    manifest["source"] = {
+        recall = {"recall_at_10": round(sum(s.count * float(s.manifest.recall_at_10)
+                                            for s in measured) / max(weight, 1), 4),
+                  "recall_measured_on": "shards, count-weighted mean"}
+    manifest = replace(first.manifest, **recall, count=count, source={
         "shards": [str(s.path.resolve()) for s in loaded], "root": first.root,
-        "rows_total": sum(int(s.manifest["source"].get("rows_total") or 0) for s in loaded),
-        "rows_error": sum(int(s.manifest["source"].get("rows_error") or 0) for s in loaded),
-        "labels": None}
+        "rows_total": sum(int(s.manifest.source.get("rows_total") or 0) for s in loaded),
+        "rows_error": sum(int(s.manifest.source.get("rows_error") or 0) for s in loaded),
+        "labels": None})
     write_index_dir(out, manifest, index, rows, first.pca, model, themes)
     log(f"wrote {out}: {count} vectors from {len(loaded)} shards")
     return load_index_dir(out)

@@ -105,8 +105,8 @@ def clusters_report(index_dir: str | Path, out: str | Path) -> dict[str, Any]:
             missing += miss
     man = index.manifest
     sources = ", ".join(f"{k}: {v}" for k, v in doc["label_sources"].items())
-    intro = (f"<p>{man['count']} artworks from <code>{esc(man['source'].get('parquet'))}</code>, "
-             f"model <code>{esc(man['model_id'])}</code>, index {esc(man['index_type'])}. "
+    intro = (f"<p>{man.count} artworks from <code>{esc(man.source.get('parquet'))}</code>, "
+             f"model <code>{esc(man.model_id)}</code>, index {esc(man.index_type)}. "
              f"Labels per field: {esc(sources)}."
              f"</p><p><a href=\"elbow.png\"><img src=\"elbow.png\" width=\"900\" alt=\"elbow\">"
              f"</a></p>")

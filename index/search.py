@@ -8,6 +8,7 @@ because its vectors would live in a different space.
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -20,6 +21,7 @@ from artylyze.index.entries import TRUE_PREFIX, pretty_artist
 from artylyze.index.errors import IndexStoreError, ModelMismatchError
 from artylyze.index.faiss_index import reconstruct, search
 from artylyze.index.store import DEFAULT_GALLERY_DIR, IndexDir, load_index_dir
+from artylyze.store import YEAR_COLUMNS, build_row
 
 if TYPE_CHECKING:
     from artylyze.predict import Prediction
@@ -27,6 +29,7 @@ if TYPE_CHECKING:
 EMBED_BATCH = 16
 TOP_PREDICTIONS = 3
 DISPLAY_FIELDS = ("style", "genre", "nationality", "period")
+_NO_TIME = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)  # a query row is never stored
 
 
 @dataclass
@@ -49,16 +52,17 @@ class Query:
 
 def describe(p: Prediction) -> tuple[dict[str, list[dict[str, Any]]], dict[str, Any]]:
     """A prediction as queries report it: the top labels per task, and the estimates
-    (year with its interval, novelty, confident flags) where the bundle gives them."""
-    preds = {t: [{"label": label, "score": round(score, 4)} for label, score in top]
-             for t, top in p.top.items()}
-    estimated: dict[str, Any] = {}
-    if p.year is not None:
-        estimated.update(year=p.year.year, year_low=p.year.low, year_high=p.year.high)
-    if p.novelty is not None:
-        estimated["novelty"] = round(p.novelty, 4)
-    if p.confident:
-        estimated["confident"] = p.confident
+    (year with its interval, novelty, confident flags) where the bundle gives them. Read
+    from the meta.parquet row the store builds of it, so a query shows what ``tag`` writes."""
+    row = build_row("", None, None, sha256=None, model="", tagged_at=_NO_TIME, prediction=p)
+    preds = {t: [{"label": top["label"], "score": round(top["score"], 4)}
+                 for top in row[f"{t}_top"]] for t in p.top}
+    estimated: dict[str, Any] = {k: row[k] for k in YEAR_COLUMNS if row.get(k) is not None}
+    if row["novelty"] is not None:
+        estimated["novelty"] = round(row["novelty"], 4)
+    confident = {t: row[f"{t}_confident"] for t in p.top if f"{t}_confident" in row}
+    if confident:
+        estimated["confident"] = confident
     return preds, estimated
 
 
@@ -98,7 +102,7 @@ class Gallery:
         if self._bundle_dir is not None:
             return [Path(self._bundle_dir)]
         found = []
-        ref = self.index.manifest.get("bundle_dir")
+        ref = self.index.manifest.bundle_dir
         if ref:
             found.append((self.index.path / ref).resolve())
         found.append(DEFAULT_BUNDLE_DIR)
@@ -177,7 +181,7 @@ class Gallery:
 
     def _stored_predictions(self, row: int) -> dict[str, list[dict[str, Any]]]:
         preds = {}
-        for task in self.index.manifest.get("tasks", []):
+        for task in self.index.manifest.tasks:
             label = self.column(task)[row]
             if label is not None:
                 score = self.column(f"{task}_score")[row]
@@ -191,7 +195,7 @@ class Gallery:
         out = {key: self.column(col)[row] for col, key in names.items()
                if self.column(col)[row] is not None}
         flags = {t: self.column(f"{t}_confident")[row]
-                 for t in self.index.manifest.get("tasks", [])
+                 for t in self.index.manifest.tasks
                  if self.column(f"{t}_confident")[row] is not None}
         return {**out, "confident": flags} if flags else out
 

@@ -18,7 +18,6 @@ and counts, so a corrupt or mixed-up directory fails with a message that names t
 
 from __future__ import annotations
 
-import datetime as dt
 import glob
 import json
 import os
@@ -36,29 +35,33 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from artylyze.atomic import atomic_write, atomic_write_text, recover_dir, replace_dir
+from artylyze.atomic import atomic_write, recover_dir, replace_dir
 from artylyze.bundle import DEFAULT_BUNDLE_DIR, sha256_file
 from artylyze.errors import writing
 from artylyze.index.clusters import Gmm
 from artylyze.index.errors import IndexStoreError
 from artylyze.index.faiss_index import load_index, save_index, set_params
+from artylyze.index.manifest import (
+    CLUSTERS_FILE,
+    FAISS_FILE,
+    INDEX_FILES,
+    PCA_FILE,
+    ROWS_FILE,
+    THEMES_FILE,
+    THUMBS_FILE,
+    IndexManifest,
+    listed_files,
+    read_manifest,
+    seal,
+    write_json,
+)
+from artylyze.index.manifest import MANIFEST_FILE as MANIFEST_FILE  # re-exported
 from artylyze.index.reduce import PCA
 from artylyze.lock import FileLock
 from artylyze.signals import critical
 
 #: The reference gallery that ships with ArtyLyze (wikiart11, default bundle).
 DEFAULT_GALLERY_DIR = DEFAULT_BUNDLE_DIR.parent / "gallery"
-FORMAT_VERSION = 1
-KIND = "artylyze-index"
-MANIFEST_FILE = "manifest.json"
-FAISS_FILE = "vectors.faiss"
-ROWS_FILE = "rows.parquet"
-PCA_FILE = "pca.npz"
-CLUSTERS_FILE = "clusters.npz"
-THEMES_FILE = "themes.json"
-THUMBS_FILE = "thumbs.parquet"
-INDEX_FILES = frozenset({MANIFEST_FILE, FAISS_FILE, ROWS_FILE, PCA_FILE, CLUSTERS_FILE,
-                         THEMES_FILE, THUMBS_FILE})
 
 
 @dataclass(frozen=True)
@@ -104,7 +107,7 @@ class IndexDir:
     """A loaded index directory. ``to_index_space`` maps bundle embeddings to FAISS space."""
 
     path: Path
-    manifest: dict[str, Any]
+    manifest: IndexManifest
     index: faiss.Index
     rows: pa.Table
     pca: PCA | None
@@ -114,7 +117,7 @@ class IndexDir:
 
     def packed_thumbnail(self, row: int) -> bytes | None:
         """The row's packed thumbnail bytes, or None when the index has none."""
-        if THUMBS_FILE not in self.manifest["files"]:
+        if THUMBS_FILE not in self.manifest.files:
             return None
         if self._thumbs is None:
             from artylyze.index.thumbs import THUMB_COLUMN
@@ -128,33 +131,28 @@ class IndexDir:
 
     @property
     def model_id(self) -> str:
-        return str(self.manifest["model_id"])
+        return self.manifest.model_id
 
     @property
     def count(self) -> int:
-        return int(self.manifest["count"])
+        return self.manifest.count
 
     @property
     def root(self) -> str | None:
-        return self.manifest.get("source", {}).get("root")
+        return self.manifest.root
 
     def to_index_space(self, raw: np.ndarray) -> np.ndarray:
         raw = np.asarray(raw, np.float32)
-        if raw.ndim != 2 or raw.shape[1] != int(self.manifest["dim"]):
+        if raw.ndim != 2 or raw.shape[1] != self.manifest.dim:
             raise IndexStoreError(f"embeddings have shape {list(raw.shape)}; this index takes "
-                                  f"{self.manifest['dim']}-dim embeddings")
+                                  f"{self.manifest.dim}-dim embeddings")
         if self.pca is not None:
             return self.pca.transform(raw)
         norms = np.linalg.norm(raw, axis=1, keepdims=True)
         return np.ascontiguousarray(raw / np.maximum(norms, 1e-12), np.float32)
 
 
-def write_json(path: Path, data: Any) -> None:
-    text = json.dumps(data, indent=2, ensure_ascii=False) + "\n"
-    atomic_write_text(path, text)
-
-
-def write_index_dir(out: str | Path, manifest: dict[str, Any], index: faiss.Index,
+def write_index_dir(out: str | Path, manifest: IndexManifest, index: faiss.Index,
                     rows: pa.Table, pca: PCA | None, clusters: ClusterModel,
                     themes: dict[str, Any], thumbs: pa.Table | None = None) -> Path:
     """Write an index directory at ``out`` so that a reader, or a crash at any moment, sees
@@ -175,28 +173,13 @@ def check_index_target(out: str | Path) -> None:
         return
     if not out.is_dir():
         raise IndexStoreError(f"--out {out} is a file, not an index folder", kind="foreign")
-    manifest = _json_or_none(out / MANIFEST_FILE)
-    if manifest is not None and (not isinstance(manifest, dict) or manifest.get("kind") != KIND):
-        raise IndexStoreError(f"--out {out}: its {MANIFEST_FILE} is not an ArtyLyze index's; "
-                              "give a new or empty folder", kind="foreign")
-    listed = manifest.get("files") if manifest else None
-    ours = INDEX_FILES | (set(listed) if isinstance(listed, dict) else set())
+    ours = INDEX_FILES | (listed_files(out) or set())
     foreign = sorted(p.name for p in out.iterdir() if p.name not in ours or not p.is_file())
     if foreign:
         shown = ", ".join(foreign[:3]) + (", ..." if len(foreign) > 3 else "")
         raise IndexStoreError(f"--out {out} holds files that are not part of an index ({shown}); "
                               "an index folder is replaced as a whole, so give a new or empty "
                               "one", kind="foreign")
-
-
-def _json_or_none(file: Path) -> Any:
-    """The JSON in ``file``; None when there is no such file, {} when it is not JSON."""
-    try:
-        return json.loads(file.read_text())
-    except FileNotFoundError:
-        return None
-    except (OSError, ValueError):
-        return {}
 
 
 @contextmanager
@@ -221,7 +204,7 @@ def building(out: Path) -> Iterator[Path]:
             shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _write_parts(out: Path, manifest: dict[str, Any], index: faiss.Index, rows: pa.Table,
+def _write_parts(out: Path, manifest: IndexManifest, index: faiss.Index, rows: pa.Table,
                  pca: PCA | None, clusters: ClusterModel, themes: dict[str, Any],
                  thumbs: pa.Table | None) -> None:
     """Write all parts, then the manifest (with each file's size and sha256)."""
@@ -240,66 +223,7 @@ def _write_parts(out: Path, manifest: dict[str, Any], index: faiss.Index, rows: 
         (out / THUMBS_FILE).unlink(missing_ok=True)
     atomic_write(out / CLUSTERS_FILE, lambda f: np.savez(f, **clusters.to_arrays()))
     write_json(out / THEMES_FILE, themes)
-    manifest = {
-        "format_version": FORMAT_VERSION, "kind": KIND, **manifest,
-        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "files": {name: {"bytes": (out / name).stat().st_size, "sha256": sha256_file(out / name)}
-                  for name in sorted(files)},
-    }
-    write_json(out / MANIFEST_FILE, manifest)
-
-
-def read_manifest(path: str | Path) -> dict[str, Any]:
-    """The manifest of an index directory, with its format checked."""
-    path = Path(path)
-    file = path / MANIFEST_FILE
-    if not path.is_dir():
-        raise IndexStoreError(f"{path}: index directory not found")
-    if not file.is_file():
-        raise IndexStoreError(f"{path}: no {MANIFEST_FILE}; not an ArtyLyze index (or its "
-                              "build did not finish)")
-    try:
-        manifest = json.loads(file.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise IndexStoreError(f"{file}: not valid JSON ({e})") from e
-    if not isinstance(manifest, dict) or manifest.get("kind") != KIND:
-        raise IndexStoreError(f"{file}: not an ArtyLyze index manifest")
-    if manifest.get("format_version") != FORMAT_VERSION:
-        raise IndexStoreError(f"{file}: index format {manifest.get('format_version')!r} is not "
-                              f"supported (expected {FORMAT_VERSION}); rebuild the index")
-    for key in ("model_id", "dim", "index_dim", "count", "files", "index_type"):
-        if key not in manifest:
-            raise IndexStoreError(f"{file}: manifest lacks {key!r}")
-    _check_types(manifest, file)
-    return manifest
-
-
-_TYPES: dict[str, tuple[type, ...]] = {
-    "model_id": (str,), "index_type": (str,), "dim": (int,), "index_dim": (int,),
-    "count": (int,), "files": (dict,), "source": (dict, type(None)),
-    "search_params": (dict, type(None)), "pca": (dict, type(None)),
-    "bundle_dir": (str, type(None)), "tasks": (list,), "clusters": (dict,),
-}
-
-
-def _check_types(manifest: dict[str, Any], file: Path) -> None:
-    """A manifest is untrusted input: wrong types must fail here, with the file named, not
-    as a traceback deep in a query."""
-    for key, types in _TYPES.items():
-        value = manifest.get(key, None if type(None) in types else types[0]())
-        if not isinstance(value, types) or isinstance(value, bool):
-            raise IndexStoreError(f"{file}: {key!r} is {type(value).__name__}, not "
-                                  f"{' or '.join(t.__name__ for t in types)}")
-    for key in ("dim", "index_dim", "count"):
-        if manifest[key] < 0:
-            raise IndexStoreError(f"{file}: {key!r} is negative")
-    for name, info in manifest["files"].items():
-        if name not in INDEX_FILES and (Path(name).name != name or name.startswith(".")):
-            raise IndexStoreError(f"{file}: lists {name!r}, which is not a file of the index "
-                                  "folder")
-        if not isinstance(info, dict) or not isinstance(info.get("bytes"), int) or \
-                not isinstance(info.get("sha256"), str):
-            raise IndexStoreError(f"{file}: the entry of {name!r} needs 'bytes' and 'sha256'")
+    seal(out, manifest, files)
 
 
 def _verify(path: Path, files: dict[str, Any]) -> None:
@@ -336,25 +260,25 @@ def load_index_dir(path: str | Path, verify: bool = True) -> IndexDir:
     path = Path(path)
     manifest = read_manifest(path)
     if verify:
-        _verify(path, manifest["files"])
+        _verify(path, manifest.files)
     index = load_index(path / FAISS_FILE)
-    count, dim = int(manifest["count"]), int(manifest["index_dim"])
+    count, dim = manifest.count, manifest.index_dim
     if index.ntotal != count or index.d != dim:
         raise IndexStoreError(f"{path / FAISS_FILE}: holds {index.ntotal} vectors of {index.d} "
                               f"dims, the manifest says {count} of {dim}")
-    set_params(index, manifest.get("search_params") or {})
+    set_params(index, manifest.search_params)
     rows = _parquet(path / ROWS_FILE)
     if rows.num_rows != count or "path" not in rows.column_names:
         raise IndexStoreError(f"{path / ROWS_FILE}: {rows.num_rows} rows, the manifest says "
                               f"{count}")
     pca = None
-    if manifest.get("pca"):
+    if manifest.pca:
         pca = PCA.from_arrays(_npz(path / PCA_FILE))
-        if pca.in_dim != int(manifest["dim"]) or pca.out_dim != dim:
+        if pca.in_dim != manifest.dim or pca.out_dim != dim:
             raise IndexStoreError(f"{path / PCA_FILE}: maps {pca.in_dim} -> {pca.out_dim} dims, "
-                                  f"the manifest says {manifest['dim']} -> {dim}")
+                                  f"the manifest says {manifest.dim} -> {dim}")
     clusters = ClusterModel.from_arrays(_npz(path / CLUSTERS_FILE))
-    if clusters.pca.in_dim != int(manifest["dim"]) or len(clusters.coords) != count:
+    if clusters.pca.in_dim != manifest.dim or len(clusters.coords) != count:
         raise IndexStoreError(f"{path / CLUSTERS_FILE}: does not match the index's dims or rows")
     try:
         themes = json.loads((path / THEMES_FILE).read_text())

@@ -143,7 +143,7 @@ def test_a_killed_index_build_leaves_the_old_index_whole(meta: Path, tmp_path: P
     returncode, output = finished(proc)
     assert returncode == (-signal.SIGKILL if sig == signal.SIGKILL else 143), output
     assert manifest_of(out) == before
-    assert load_index_dir(out).manifest["clusters"]["gmm_k"] == 2  # whole, and verified
+    assert load_index_dir(out).manifest.clusters["gmm_k"] == 2  # whole, and verified
     if sig == signal.SIGTERM:
         assert not temp.exists() and leftovers(tmp_path) == []
     else:
@@ -152,5 +152,5 @@ def test_a_killed_index_build_leaves_the_old_index_whole(meta: Path, tmp_path: P
     again = artylyze("index", "build", meta, "--out", out, "--gmm-k", "3", "--k", "3")
     returncode, output = finished(again)
     assert returncode == 0, output
-    assert load_index_dir(out).manifest["clusters"]["gmm_k"] == 3
+    assert load_index_dir(out).manifest.clusters["gmm_k"] == 3
     assert sorted(p.name for p in tmp_path.iterdir()) == ["idx", "ready"]

@@ -126,8 +126,8 @@ def test_exact_and_approximate_indexes_find_a_planted_neighbour(factory: str) ->
 
 
 def test_index_type_is_chosen_by_size() -> None:
-    assert choose_factory(9_922) == "Flat"
-    assert choose_factory(1_000_000) == "IVF4000,Flat"
+    assert choose_factory(9_922, 256) == "Flat"
+    assert choose_factory(1_000_000, 256) == "IVF4000,Flat"
 
 
 def test_a_bad_factory_string_is_a_clear_error() -> None:
@@ -219,3 +219,22 @@ def test_missing_manifest_and_wrong_format_are_clear(built_dir: Path) -> None:
     (built_dir / MANIFEST_FILE).unlink()
     with pytest.raises(ArtyLyzeError, match="no manifest.json"):
         load_index_dir(built_dir)
+
+
+def test_the_manifest_reads_and_writes_back_the_json_it_was_given(tmp_path: Path) -> None:
+    """IndexManifest is the one reader and writer of manifest.json: the shipped gallery's
+    comes back key for key, keys a newer version adds survive, bad types name the file."""
+    from artylyze.index.manifest import IndexManifest, read_manifest, write_manifest
+    from artylyze.index.store import DEFAULT_GALLERY_DIR
+
+    shipped = json.loads((DEFAULT_GALLERY_DIR / MANIFEST_FILE).read_text())
+    assert IndexManifest.from_dict(shipped).to_dict() == shipped
+    (tmp_path / "idx").mkdir()
+    newer = {**shipped, "made_by": "a later ArtyLyze"}
+    (tmp_path / "idx" / MANIFEST_FILE).write_text(json.dumps(newer))
+    man = read_manifest(tmp_path / "idx")
+    assert (man.count, man.index_type, man.tasks[0]) == (shipped["count"], "SQfp16", "style")
+    write_manifest(tmp_path / "idx", man)
+    assert json.loads((tmp_path / "idx" / MANIFEST_FILE).read_text()) == newer
+    with pytest.raises(IndexStoreError, match=r"manifest.json: 'count' is str, not int"):
+        IndexManifest.from_dict({**shipped, "count": "9"}, tmp_path / "idx" / MANIFEST_FILE)

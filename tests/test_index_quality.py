@@ -55,7 +55,7 @@ def test_gallery_is_small_and_carries_ground_truth(tmp_path: Path) -> None:
                                          + "\n".join(rows) + "\n")
     result = build_gallery(meta, tmp_path / "labels.csv", tmp_path / "gallery", bundle, pca=8)
     man = result.index_dir.manifest
-    assert (man["index_type"], man["index_dim"], man["bundle_dir"]) == ("SQfp16", 8, "../bundle")
+    assert (man.index_type, man.index_dim, man.bundle_dir) == ("SQfp16", 8, "../bundle")
     row = result.index_dir.rows.slice(3, 1).to_pylist()[0]
     assert (row["true_artist"], row["year"], row["true_nationality"], row["true_period"]) == (
         "painter-3", 1803, "Dutch", "1800-1849")

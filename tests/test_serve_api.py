@@ -79,7 +79,7 @@ def test_info_and_health_describe_the_model_and_collection(client, service) -> N
     info = client.get("/v1/info").json()
     assert info["model"] == service.manifest.model_id
     assert info["tasks"] == list(service.manifest.label_tasks)
-    assert info["facets"] == list(service.gallery.index.manifest["tasks"])
+    assert info["facets"] == list(service.gallery.index.manifest.tasks)
     assert info["works"] == service.gallery.index.count
     assert info["limits"]["max_upload_bytes"] == ServeOptions.max_upload_bytes
     health = client.get("/healthz").json()

@@ -88,7 +88,7 @@ class Catalog:
         self.meta = meta
         self.url_prefix = url_prefix
         self.count = gallery.index.count
-        self.tasks: tuple[str, ...] = tuple(gallery.index.manifest.get("tasks", []))
+        self.tasks: tuple[str, ...] = gallery.index.manifest.tasks
         names = set(gallery.index.rows.column_names)
         self.confident_tasks = tuple(t for t in self.tasks if f"{t}_confident" in names)
         self.has_novelty = "novelty" in names
