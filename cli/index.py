@@ -68,17 +68,17 @@ def build(
     seed: Annotated[int, option(O.seed, "--seed")] = O.seed.default,
     stream: Annotated[bool | None, typer.Option(
         "--stream/--in-memory",
-        help="Read embeddings chunk by chunk (IVF-SQ8/PQ above 50k rows) or all at once; "
-             "default: stream when the embeddings exceed 1 GiB.")] = None,
+        help="Read embeddings chunk by chunk or all at once: the same options and index "
+             "types either way; default: stream when the embeddings exceed 1 GiB.")] = None,
     chunk_rows: Annotated[int, option(O.chunk_rows, "--chunk-rows", min=1)
                           ] = O.chunk_rows.default,
     trained: Annotated[Path | None, typer.Option(
         "--trained", exists=True, file_okay=False,
         help="Reuse the trained index, PCA and clusters of this index directory (for shards "
-             "to merge later); implies --stream.")] = None,
+             "to merge later).")] = None,
     train_only: Annotated[bool, typer.Option(
         "--train-only", help="Fit on a sample and write an empty, trained index (the "
-                             "--trained base of shards); implies --stream.")] = False,
+                             "--trained base of shards).")] = False,
 ) -> None:
     """Build an index directory: only status == ok rows, one model, themes per cluster."""
     from artylyze.index.build import BuildOptions
@@ -86,8 +86,6 @@ def build(
     from artylyze.progress import make_progress
 
     with cli_errors():
-        if stream is None and (trained is not None or train_only):
-            stream = True
         opts = BuildOptions(pca=pca, pca_variance=pca_variance, index_type=index_type,
                             kmeans_k=k, gmm_k=gmm_k, covariance=covariance,
                             cluster_dims=cluster_dims, labels=labels, bundle_dir=bundle,
