@@ -43,7 +43,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "tag_throughput.json"
 LIMITS = ("decode only", "inference only")  # the bound's parts: no "fraction of the bound"
-CLI = [sys.executable, "-c", "from artylyze.cli.main import main; main()"]
+# -I: not the working directory first on sys.path, so each interpreter runs its own checkout
+CLI = [sys.executable, "-I", "-c", "from artylyze.cli.main import main; main()"]
 
 
 # ---- stages that run inside a child process (``--stage NAME``) ------------------------------
