@@ -108,7 +108,7 @@ def check_graph(session: Any, manifest: Manifest, where: Path) -> None:
 
 
 def load_bundle(bundle_dir: str | os.PathLike[str] | None = None, device: str = "cpu",
-                threads: int | None = None, verify: bool = True) -> Bundle:
+                threads: int | None = None, verify: bool = True, spin: bool = True) -> Bundle:
     """Load and verify a bundle (the shipped default when ``bundle_dir`` is None)."""
     path = Path(bundle_dir) if bundle_dir is not None else DEFAULT_BUNDLE_DIR
     if not path.is_dir():
@@ -125,4 +125,4 @@ def load_bundle(bundle_dir: str | os.PathLike[str] | None = None, device: str = 
                 f"{model}: sha256 {actual[:12]}… does not match the manifest's "
                 f"{manifest.model_sha256[:12]}…; the model was modified or is incomplete"
             )
-    return Bundle(path, manifest, device=device, threads=threads)
+    return Bundle(path, manifest, device=device, threads=threads, spin=spin)

@@ -79,10 +79,10 @@ class Gallery:
     """An opened index plus (lazily) the bundle that embeds new queries for it."""
 
     def __init__(self, index: IndexDir, bundle_dir: str | Path | None = None,
-                 device: str = "cpu") -> None:
+                 device: str = "cpu", threads: int | None = None, spin: bool = True) -> None:
         self.index = index
         self._bundle_dir = bundle_dir
-        self._device = device
+        self._session = {"device": device, "threads": threads, "spin": spin}
         self._bundle: Bundle | None = None
         self._by_path: dict[str, int] | None = None
         self._by_sha: dict[str, int] | None = None
@@ -90,12 +90,15 @@ class Gallery:
 
     @classmethod
     def open(cls, path: str | Path | None = None, bundle_dir: str | Path | None = None,
-             device: str = "cpu", verify: bool = True) -> Gallery:
-        """Open an index directory (the shipped gallery when ``path`` is None)."""
+             device: str = "cpu", verify: bool = True, threads: int | None = None,
+             spin: bool = True) -> Gallery:
+        """Open an index directory (the shipped gallery when ``path`` is None); ``device``,
+        ``threads`` and ``spin`` are the bundle session's, fixed before it is made."""
         if path is None and not DEFAULT_GALLERY_DIR.is_dir():
             raise IndexStoreError(f"no --index given and the reference gallery is not installed "
                                   f"({DEFAULT_GALLERY_DIR})")
-        return cls(load_index_dir(path or DEFAULT_GALLERY_DIR, verify=verify), bundle_dir, device)
+        return cls(load_index_dir(path or DEFAULT_GALLERY_DIR, verify=verify), bundle_dir, device,
+                   threads, spin)
 
     # -- the bundle ---------------------------------------------------------------------
     def _bundle_candidates(self) -> list[Path]:
@@ -117,7 +120,7 @@ class Gallery:
             if not candidates:
                 raise BundleError(f"this index was built with model {self.index.model_id!r} and "
                                   "its bundle was not found; pass --bundle DIR")
-            bundle = load_bundle(candidates[0], device=self._device)
+            bundle = load_bundle(candidates[0], **self._session)
             check_model(self.index.model_id, bundle.model_id, f"bundle {candidates[0]} is")
             self._bundle = bundle
         return self._bundle

@@ -91,6 +91,8 @@ def test_with_no_options_it_serves_the_shipped_model_and_gallery() -> None:
     client = TestClient(create_app(service))
     shipped = service.gallery.index
     assert shipped.path == DEFAULT_GALLERY_DIR and service.bundle.path == DEFAULT_BUNDLE_DIR
+    # the session's threads and spinning are chosen when the bundle is made, not changed later
+    assert service.bundle.spin is False and service.bundle.threads >= 1
     assert client.get("/v1/info").json()["works"] == shipped.count
     answer = client.post("/v1/similar", files=image_file(EXAMPLE)).json()
     assert len(answer["results"]) == 10

@@ -53,7 +53,6 @@ class Service:
         self.catalog = catalog
         self.options = options
         self.bundle: Bundle = gallery.bundle  # checked against the index's model
-        self.bundle.spin = False  # a server's idle onnxruntime threads must not burn cores
         self.manifest = self.bundle.manifest
         self.admission = Admission(options.max_inflight, options.retry_after_s)
         self.decoder = ThreadPoolExecutor(options.decode_threads or usable_cores(),
@@ -68,8 +67,9 @@ class Service:
         """Load the index (the shipped gallery by default), its bundle and the catalog."""
         options.check()
         threads = options.threads or max(1, usable_cores() // options.workers)
-        gallery = Gallery.open(options.index, bundle_dir=options.bundle, device=options.device)
-        gallery.bundle.threads = threads
+        # a server's idle onnxruntime threads must not spin and burn the cores
+        gallery = Gallery.open(options.index, bundle_dir=options.bundle, device=options.device,
+                               threads=threads, spin=False)
         catalog = Catalog.open(gallery, options.collection, options.meta, options.root_path)
         return cls(gallery, catalog, options)
 
