@@ -9,13 +9,13 @@ import contextlib
 import ctypes
 import errno
 import os
+import secrets
 import shutil
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO
 
-FILE_MODE = 0o644  # mkstemp makes 0600; outputs are meant to be shared
+FILE_MODE = 0o644  # outputs are meant to be shared (the umask may narrow it: chmod after)
 
 
 def atomic_write(path: str | os.PathLike[str], write: Callable[[IO[bytes]], None]) -> None:
@@ -24,8 +24,12 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[IO[bytes]], None
     the old or the new content (without the first fsync a filesystem may commit the rename
     before the data, leaving an empty file). The one way ArtyLyze writes a single file."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    # the name is known before the file exists, so a stop signal at any moment (even while
+    # it is being created, where mkstemp would leak it) leaves no temp file behind
+    tmp = path.with_name(f"{path.name}.{secrets.token_hex(8)}.tmp")
     try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0),
+                     FILE_MODE)
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
