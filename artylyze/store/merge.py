@@ -17,7 +17,7 @@ from typing import IO
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from artylyze.atomic import atomic_write, fsync_dir, swap_in_dir
+from artylyze.atomic import atomic_write, swap_in_dir
 from artylyze.signals import critical
 from artylyze.store.schema import ROW_GROUP_ROWS, build_row, rows_to_table
 from artylyze.store.state import OLD, State, part_number
@@ -56,8 +56,7 @@ def write_output(target: OutputTarget, schema: pa.Schema, state: State, parts: I
         merge(target.staged)
         with critical():
             swap_in_dir(target.path)  # parks the old one beside it if it must
-    fsync_dir(target.path.parent)
-    return done[0], done[1]
+    return done[0], done[1]  # both atomic_write and swap_in_dir fsync the parent folder
 
 
 def _merge_into(sink: _Sink, sources: list[tuple[int, Path]], state: State, schema: pa.Schema,
@@ -166,12 +165,9 @@ class _Sink:
             self._open()  # an empty output still carries the schema
         if self.writer is not None:
             self.writer.close()
-        if isinstance(self.dest, Path):
+        if isinstance(self.dest, Path):  # a single file is fsynced by atomic_write
             for f in self.dest.glob("*.parquet"):
                 _fsync(f)
-        else:
-            self.dest.flush()
-            os.fsync(self.dest.fileno())
         return self.rows
 
     def abort(self) -> None:

@@ -10,14 +10,13 @@ mtime_ns, sha256); the merge copies their predictions from an ok row with that s
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import IO, Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from artylyze.atomic import atomic_write, fsync_dir
+from artylyze.atomic import atomic_write
 from artylyze.store.schema import META_REUSED, ROW_GROUP_ROWS, rows_to_table
 from artylyze.store.target import OutputTarget
 
@@ -49,10 +48,7 @@ class PartWriter:
         def write(f: IO[bytes]) -> None:
             with pq.ParquetWriter(f, schema, compression="zstd") as w:
                 w.write_table(table, row_group_size=ROW_GROUP_ROWS)
-            f.flush()
-            os.fsync(f.fileno())
 
-        atomic_write(final, write)
-        fsync_dir(self.dir)
+        atomic_write(final, write)  # fsyncs the part and the folder
         self.number += 1
         return final

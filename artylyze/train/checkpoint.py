@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
-from artylyze.atomic import replace_dir
+from artylyze.atomic import staged_dir, swap_in_dir
 from artylyze.errors import ArtyLyzeError
 from artylyze.train.models import MultiTaskNet, build_model
 
@@ -36,7 +36,7 @@ def save_checkpoint(out_dir: str | Path, model: MultiTaskNet, config: dict[str, 
                     online: MultiTaskNet | None = None) -> Path:
     """Write into a temp directory, then swap it in, so a crash never leaves half a checkpoint."""
     out = Path(out_dir)
-    tmp = out.with_name(out.name + ".tmp")
+    tmp = staged_dir(out)  # where recover_dir finds a complete one after a crash
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     save_file(_weights(model), str(tmp / WEIGHTS_FILE))
@@ -45,7 +45,7 @@ def save_checkpoint(out_dir: str | Path, model: MultiTaskNet, config: dict[str, 
     if optimizer is not None:
         save_file(_optimizer_tensors(optimizer), str(tmp / OPTIMIZER_FILE))
     (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
-    replace_dir(tmp, out)
+    swap_in_dir(out)
     return out
 
 
