@@ -118,7 +118,8 @@ class Train:
     """``artylyze train``; ``artylyze.train.loop.TrainConfig`` is meant to read the same."""
 
     out = Opt(Path("runs/model"), "Run directory.")
-    backbone = Opt("efficientnet_lite0", "efficientnet_lite0, mobilenet_v3_large, "
+    backbone = Opt("efficientnet_lite0", "efficientnet_lite0, efficientnet_lite0_texture (plus "
+                   "texture statistics of the middle blocks), mobilenet_v3_large, "
                    "mobilenet_v3_small, mobilenet_v2, cnn3.")
     mode = Opt("finetune", "frozen: heads on cached features.")
     epochs = Opt(14, "Epochs at most (early stopping may end sooner).")

@@ -256,3 +256,23 @@ def test_frozen_stops_early_without_improvement(wikiart, tmp_path):
     train(cfg, log=lambda s: None)  # lr 0: nothing improves after the first epoch
     history = json.loads((tmp_path / "f" / "history.json").read_text())
     assert [h["epoch"] for h in history] == [1, 2, 3]
+
+
+def test_texture_backbone_extends_lite0_features_and_loads_its_weights():
+    """The texture backbone is Lite0 plus statistics: same parameter names (so a Lite0
+    backbone, e.g. one recovered from a bundle, loads by name), and its first 1280 features
+    are Lite0's pooled features."""
+    torch.manual_seed(0)
+    lite = build_model("efficientnet_lite0", {"style": 2}, pretrained=False).eval()
+    texture = build_model("efficientnet_lite0_texture", {"style": 2}, pretrained=False).eval()
+    assert set(texture.backbone.state_dict()) == set(lite.backbone.state_dict())
+    texture.backbone.load_state_dict(lite.backbone.state_dict())
+    x = torch.rand(2, 3, 64, 64) * 255
+    with torch.no_grad():
+        pooled = lite.backbone(lite.normalize(x))
+        features = texture.backbone(texture.normalize(x))
+    assert features.shape == (2, 1280 + 2 * (80 + 112 + 192 + 320))
+    # the same convolutions and pooling in the same order; a tolerance in case a kernel
+    # reorders the mean's sum
+    torch.testing.assert_close(features[:, :1280], pooled, atol=1e-6, rtol=1e-6)
+    assert (features[:, 1280:] != 0).any()

@@ -77,6 +77,40 @@ def efficientnet_lite0(pretrained: bool = True, weights: str | None = None) -> B
     return Backbone(net, net.num_features, *LITE0_MEAN_STD, stem=stem)
 
 
+class TextureFeatures(nn.Module):
+    """An EfficientNet's pooled features plus the per-channel mean and standard deviation of
+    the middle blocks' maps: texture statistics (as in style transfer), where brushwork and
+    palette live. With the same frozen v1 backbone and heads they raised test style accuracy
+    from 0.658 to 0.729 and artist from 0.637 to 0.662 (README, model card). The children keep
+    timm's names, so weights saved from either backbone load by name."""
+
+    def __init__(self, net: nn.Module, taps: tuple[int, ...]) -> None:
+        super().__init__()
+        self.conv_stem, self.bn1, self.blocks = net.conv_stem, net.bn1, net.blocks
+        self.conv_head, self.bn2 = net.conv_head, net.bn2
+        self.taps = taps
+        widths = [self.blocks[i][-1].conv_pwl.out_channels for i in taps]
+        self.num_features = net.num_features + 2 * sum(widths)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.bn1(self.conv_stem(x))
+        stats = []
+        for i, block in enumerate(self.blocks):
+            x = block(x)
+            if i in self.taps:
+                stats += [x.mean((2, 3)), x.std((2, 3))]
+        x = self.bn2(self.conv_head(x))
+        return torch.cat([x.mean((2, 3)), *stats], 1)
+
+
+@BACKBONES.register("efficientnet_lite0_texture")
+def efficientnet_lite0_texture(pretrained: bool = True, weights: str | None = None) -> Backbone:
+    """EfficientNet-Lite0 with texture statistics of blocks 3-6 (80, 112, 192, 320 channels)."""
+    lite0 = efficientnet_lite0(pretrained, weights)
+    net = TextureFeatures(lite0.module, taps=(3, 4, 5, 6))
+    return Backbone(net, net.num_features, *LITE0_MEAN_STD, stem=lite0.stem)
+
+
 def _torchvision_weights(net: nn.Module, name: str, weights: str | None, pretrained: bool) -> None:
     """Load ``--weights FILE`` or torchvision's cached file; else warn and keep random init."""
     if weights is None and pretrained:
