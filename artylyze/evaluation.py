@@ -46,6 +46,16 @@ def ece(scores: np.ndarray, correct: np.ndarray, bins: int = ECE_BINS) -> float:
     return float(total / max(len(scores), 1))
 
 
+def ece_floor(scores: np.ndarray, bins: int = ECE_BINS, draws: int = 200,
+              seed: int = 0) -> float:
+    """The ECE a perfectly calibrated model with these scores would show on this many works:
+    the mean ECE over ``draws`` label sets in which each prediction is right with probability
+    its score. On a few hundred works it is several points, so an ECE near it is noise."""
+    rng = np.random.default_rng(seed)
+    return float(np.mean([ece(scores, rng.random(len(scores)) < scores, bins)
+                          for _ in range(draws)]))
+
+
 def reliability(scores: np.ndarray, correct: np.ndarray, bins: int = ECE_BINS) -> list[dict]:
     """Per score bin: mean score, accuracy and count (the reliability diagram's points)."""
     edges = np.linspace(0, 1, bins + 1)
@@ -168,6 +178,7 @@ def evaluate(model_path: str | Path, manifest: str | Path, split: str = Evaluate
         top1 = np.array([p.top[task][0][1] for p in preds])[known]
         right = scores[task][known].argmax(1) == codes[task][known]
         metrics[task]["ece"] = round(ece(top1, right), 4)
+        metrics[task]["ece_floor"] = round(ece_floor(top1), 4)
         metrics[task]["reliability"] = reliability(top1, right)
         flags = [p.confident.get(task) for p in preds]
         if any(f is not None for f in flags):
@@ -201,7 +212,8 @@ def evaluate(model_path: str | Path, manifest: str | Path, split: str = Evaluate
     return result
 
 
-def summary_table(result: dict) -> list[tuple[str, int, float, float, float, float]]:
-    """(task, n, accuracy, macro-F1, top-3 accuracy, ECE) rows for printing."""
-    return [(t, m["n"], m["accuracy"], m["macro_f1"], m["top3_accuracy"], m.get("ece", np.nan))
-            for t, m in result["tasks"].items()]
+def summary_table(result: dict
+                  ) -> list[tuple[str, int, float, float, float, float, float]]:
+    """(task, n, accuracy, macro-F1, top-3 accuracy, ECE, ECE floor) rows for printing."""
+    return [(t, m["n"], m["accuracy"], m["macro_f1"], m["top3_accuracy"], m.get("ece", np.nan),
+             m.get("ece_floor", np.nan)) for t, m in result["tasks"].items()]

@@ -27,9 +27,13 @@ def evaluate(
 
     with cli_errors():
         result = run(model, manifest, split, out, limit=limit, plots=plots, saliency=saliency)
-    typer.echo(f"{'task':<12} {'n':>5} {'acc':>6} {'macroF1':>8} {'top3':>6} {'ECE':>6}")
-    for task, n, acc, f1, top3, ece in summary_table(result):
-        typer.echo(f"{task:<12} {n:>5} {acc:6.3f} {f1:8.3f} {top3:6.3f} {ece:6.3f}")
+    typer.echo(f"{'task':<12} {'n':>5} {'acc':>6} {'macroF1':>8} {'top3':>6} {'ECE':>6} "
+               f"{'floor':>6}")
+    for task, n, acc, f1, top3, ece, floor in summary_table(result):
+        typer.echo(f"{task:<12} {n:>5} {acc:6.3f} {f1:8.3f} {top3:6.3f} {ece:6.3f} "
+                   f"{floor:6.3f}")
+    typer.echo("ECE floor: what a perfectly calibrated model with these scores would show "
+               "on this many works")
     date = result.get("date", {})
     if date.get("n"):
         typer.echo(f"date: n {date['n']}, MAE {date['mae_years']:.1f} years, within 25 "

@@ -8,7 +8,7 @@ import pytest
 
 from artylyze.bundle import Manifest, Task
 from artylyze.dating import period_mass, period_of, quantiles
-from artylyze.evaluation import ece
+from artylyze.evaluation import ece, ece_floor
 from artylyze.predict import predictions
 from artylyze.store import make_schema
 from artylyze.train.calibrate import (
@@ -211,3 +211,17 @@ def test_class_biases_undo_a_shifted_prior() -> None:
     assert bias[0] > bias[1] and bias[0] > bias[2]
     assert (fixed.argmax(1) == codes).mean() > (balanced.argmax(1) == codes).mean() + 0.05
     assert ece(fixed.max(1), fixed.argmax(1) == codes) < 0.02
+
+
+def test_ece_floor_is_what_sampling_alone_costs() -> None:
+    """A calibrated model's ECE on n works is not 0 but about the floor, which shrinks like
+    1/sqrt(n); a model 20 points overconfident sits far above it."""
+    rng = np.random.default_rng(3)
+    scores = rng.uniform(0.3, 1.0, 300)
+    floor = ece_floor(scores)
+    assert 0.02 < floor < 0.1
+    assert ece_floor(np.tile(scores, 25)) < floor / 3
+    calibrated = [ece(scores, rng.random(len(scores)) < scores) for _ in range(50)]
+    assert abs(np.mean(calibrated) - floor) < 0.01
+    overconfident = ece(scores, rng.random(len(scores)) < scores - 0.2)
+    assert overconfident > 2 * floor
