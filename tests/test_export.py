@@ -288,8 +288,10 @@ def test_int8_records_method_accuracy_and_speed(int8) -> None:
     speed = q["speed"]
     assert speed["batch"] == 4 and speed["threads"] == 1
     assert speed["fp32_ms_per_image"] > 0 and speed["int8_ms_per_image"] > 0
+    # the manifest rounds the speedup to 2 decimals, which at a speedup under 0.5 is more
+    # than 1%: compare at that rounding, not at a relative tolerance
     assert speed["speedup"] == pytest.approx(
-        speed["fp32_ms_per_image"] / speed["int8_ms_per_image"], rel=0.01)
+        speed["fp32_ms_per_image"] / speed["int8_ms_per_image"], abs=0.005 + 1e-9, rel=0.01)
     assert m.extra["parity"]["passed"] is True  # the fp32 graph was checked first
 
 
