@@ -46,7 +46,8 @@ def squares(n: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 def test_gradcam_finds_the_feature_map_of_each_backbone_family():
     torch.manual_seed(0)
     pixels = np.random.default_rng(0).integers(0, 255, (224, 224, 3), dtype=np.uint8)
-    for name in ("cnn3", "efficientnet_lite0", "mobilenet_v3_small"):
+    for name in ("cnn3", "efficientnet_lite0", "efficientnet_lite0_texture",
+                 "mobilenet_v3_small"):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # torchvision nets warn that they start from scratch
             model = build_model(name, {"style": 3, "genre": 2}, embedding_dim=8,

@@ -22,44 +22,38 @@ class GradCamError(ArtyLyzeError):
     """The backbone has no spatial feature map that Grad-CAM can use."""
 
 
-def _split(backbone: nn.Module) -> tuple[nn.Module, nn.Module]:
-    """(feature map, pooling head) of a backbone: timm models have ``forward_features`` and
-    ``forward_head``; ArtyLyze's torchvision and cnn3 backbones are Sequentials ending in a
-    global average pool."""
-    if hasattr(backbone, "forward_features") and hasattr(backbone, "forward_head"):
-        return _Call(backbone.forward_features), _Call(backbone.forward_head)
+def _feature_map(backbone: nn.Module) -> nn.Module:
+    """The module whose output is the backbone's last feature map: ``bn2`` of timm's
+    EfficientNets (and of the texture backbone, whose statistics of earlier blocks then enter
+    the head unchanged); the layer before the global pool of ArtyLyze's torchvision and cnn3
+    Sequentials."""
+    if isinstance(getattr(backbone, "bn2", None), nn.Module):
+        return backbone.bn2
     if isinstance(backbone, nn.Sequential):
         for i, layer in enumerate(backbone):
-            if isinstance(layer, (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)):
-                return backbone[:i], backbone[i:]
+            if isinstance(layer, (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)) and i > 0:
+                return backbone[i - 1]
     raise GradCamError(f"Grad-CAM cannot find the last feature map of a "
                        f"{type(backbone).__name__} backbone")
-
-
-class _Call(nn.Module):
-    """A bound method as a module, so both halves of a split are called the same way."""
-
-    def __init__(self, fn) -> None:
-        super().__init__()
-        self.fn = fn
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fn(x)
 
 
 def gradcam(model: MultiTaskNet, pixels: np.ndarray,
             targets: list[tuple[str, int]]) -> list[np.ndarray]:
     """One Grad-CAM map [S, S] (non-negative, float32) per ``(task, class)`` target of one
     uint8 [S, S, 3] image, in the model's input pixels."""
-    features, head = _split(model.backbone)
+    seen: list[torch.Tensor] = []
+    hook = _feature_map(model.backbone).register_forward_hook(lambda m, i, o: seen.append(o))
     model.eval()
     x = model.normalize(to_tensor(pixels[None]))
     with torch.enable_grad():
-        fmap = features(x)
+        try:
+            out = model.from_features(model.backbone(x))
+        finally:
+            hook.remove()
+        fmap = seen[-1]
         if fmap.ndim != 4:
             raise GradCamError(f"the last feature map has shape {list(fmap.shape)}, not "
                                "[N, C, H, W]")
-        out = model.from_features(head(fmap))
         maps = []
         for task, cls in targets:
             (grad,) = torch.autograd.grad(out[task][0, cls], fmap, retain_graph=True)
