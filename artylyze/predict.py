@@ -45,8 +45,8 @@ def top_k(probs: np.ndarray, labels: tuple[str, ...] | list[str],
 
 
 def novelty_scores(embedding: np.ndarray, reference: dict) -> np.ndarray:
-    """1 - cosine similarity to the nearest class centre of the training embeddings: high for
-    paintings unlike every style the model was taught (see ``calibrate.fit_novelty``)."""
+    """1 - cosine similarity to the nearest style centre of the validation embeddings: high
+    for paintings unlike every style the model was taught (see ``calibrate.class_centres``)."""
     centres = np.asarray(reference["centres"], np.float32)
     return 1.0 - (np.asarray(embedding, np.float32) @ centres.T).max(axis=1)
 
