@@ -48,6 +48,11 @@ def outputs(model, images: np.ndarray, batch: int = 64) -> tuple[np.ndarray, np.
     return np.concatenate(logits), np.concatenate(emb)
 
 
+def knn_distance(emb: np.ndarray, reference: np.ndarray, k: int = 10) -> np.ndarray:
+    """Mean cosine distance of each unit embedding to its ``k`` nearest in ``reference``."""
+    return np.sort(1 - emb @ reference.T, axis=1)[:, :k].mean(1)
+
+
 def images_of(df, root: Path, size: int, resize: str) -> np.ndarray:
     return np.stack([load_image(root / p, size, resize).pixels for p in df["path"]])
 
@@ -83,15 +88,13 @@ def main() -> None:
     p /= p.sum(1, keepdims=True)
     codes = np.array([labels.index(s) for s in val["style"]])
     centres = class_centres(val_emb, codes, len(labels))
-    knn = np.sort(1 - emb @ train_emb.T, axis=1)[:, :10].mean(1)
-    knn_val = np.sort(1 - emb @ val_emb.T, axis=1)[:, :10].mean(1)
     lse = z.max(1) + np.log(np.exp(z - z.max(1, keepdims=True)).sum(1))
     scores = {"1 - max calibrated probability (MSP)": 1 - p.max(1),
               "energy (-T logsumexp(logits/T))": -t * lse,
               "distance to nearest style centre (shipped)": novelty_scores(emb, {
                   "centres": centres}),
-              "kNN distance to training embeddings (k=10)": knn,
-              "kNN distance to validation embeddings (k=10)": knn_val}
+              "kNN distance to training embeddings (k=10)": knn_distance(emb, train_emb),
+              "kNN distance to validation embeddings (k=10)": knn_distance(emb, val_emb)}
     result = {"checkpoint": args.checkpoint, "held_out": held, "known_styles": len(labels),
               "test_novel": int(novel.sum()), "test_known": int((~novel).sum()),
               "auroc": {k: round(float(roc_auc_score(novel, v)), 4) for k, v in scores.items()},
