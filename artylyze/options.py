@@ -36,7 +36,7 @@ DEVICE = Opt("cpu", "cpu, cuda or auto.")
 
 
 class Tag:
-    """``artylyze tag``; the thread policy is ``artylyze.engine.plan_threads``."""
+    """``artylyze tag``; the thread policy is ``artylyze.tagging.engine.plan_threads``."""
 
     batch_size = Opt(32, "Images per inference call.")
     workers = Opt(None, "Decode workers (default: all usable cores on CPU, sharing them with "
@@ -76,7 +76,7 @@ class Influence:
 
 
 class Explain:
-    """``artylyze explain``; the masking defaults are ``artylyze.saliency.SaliencyOptions``'."""
+    """``artylyze explain``; the masking defaults are ``artylyze.explain.saliency.SaliencyOptions``'."""
 
     out = Opt(Path("explain"), "Folder for the PNGs and index.html.")
     method = Opt("rise", "Masking method: rise (smooth random masks) or occlusion "
@@ -144,7 +144,7 @@ class Train:
 
 
 class Evaluate:
-    """``artylyze evaluate``; also ``artylyze.evaluation.evaluate``'s defaults."""
+    """``artylyze evaluate``; also ``artylyze.explain.evaluation.evaluate``'s defaults."""
 
     split = Opt("test", "Split to evaluate.")
     out = Opt(Path("eval"), "Folder for metrics.json + PNGs.")
@@ -164,7 +164,7 @@ class Export:
 
 
 class Write:
-    """``artylyze write``; also ``artylyze.sidecar.SidecarOptions``' defaults."""
+    """``artylyze write``; also ``artylyze.metadata.sidecar.SidecarOptions``' defaults."""
 
     min_score = Opt(0.5, "Labels at least this sure go into the IPTC fields and keywords "
                     "(models with <task>_confident use that instead).")

@@ -24,7 +24,7 @@ from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.metrics import f1_score
 from sklearn.preprocessing import StandardScaler
 
-from artylyze.dating import period_of
+from artylyze.model.dating import period_of
 from artylyze.train.data import load_image_array, to_tensor
 from artylyze.train.manifest import read_manifest
 from artylyze.train.models import build_model

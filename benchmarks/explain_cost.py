@@ -29,8 +29,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from artylyze.explain import open_explainer
-from artylyze.saliency import SaliencyOptions, mass_inside
+from artylyze.explain.core import open_explainer
+from artylyze.explain.saliency import SaliencyOptions, mass_inside
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = sorted((ROOT / "examples").glob("*.jpg"))

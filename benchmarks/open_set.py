@@ -28,7 +28,7 @@ import torch
 from sklearn.metrics import roc_auc_score
 
 from artylyze.imaging import load_image
-from artylyze.predict import novelty_scores
+from artylyze.model.predict import novelty_scores
 from artylyze.train.calibrate import class_centres, read_calibration
 from artylyze.train.checkpoint import load_checkpoint
 from artylyze.train.data import to_tensor

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from artylyze.bundle import load_bundle
+from artylyze.model.bundle import load_bundle
 from artylyze.imaging import load_image
 
 DATA = Path(os.environ.get("ARTYLYZE_DATA", Path(__file__).resolve().parents[2] / "shared" /

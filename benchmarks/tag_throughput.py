@@ -49,7 +49,7 @@ CLI = [sys.executable, "-I", "-c", "from artylyze.cli.main import main; main()"]
 
 # ---- stages that run inside a child process (``--stage NAME``) ------------------------------
 def image_files(root: Path) -> list[Path]:
-    from artylyze.walk import walk_collection
+    from artylyze.tagging.walk import walk_collection
 
     return [Path(f.abspath) for f in walk_collection(root).files]
 
@@ -57,8 +57,8 @@ def image_files(root: Path) -> list[Path]:
 def stage_decode(root: Path, bundle_dir: str | None) -> dict:
     from concurrent.futures import ThreadPoolExecutor
 
-    from artylyze.bundle import load_bundle, usable_cores
-    from artylyze.engine import DecodeJob, decode_file
+    from artylyze.model.bundle import load_bundle, usable_cores
+    from artylyze.tagging.engine import DecodeJob, decode_file
     from artylyze.imaging import DEFAULT_MAX_PIXELS
 
     manifest = load_bundle(bundle_dir).manifest
@@ -76,7 +76,7 @@ def stage_inference(root: Path, bundle_dir: str | None, batch_size: int = 32,
                     distinct: int = 256) -> dict:
     import numpy as np
 
-    from artylyze.bundle import load_bundle, usable_cores
+    from artylyze.model.bundle import load_bundle, usable_cores
     from artylyze.imaging import load_image
 
     bundle = load_bundle(bundle_dir, threads=usable_cores())
@@ -97,7 +97,7 @@ def stage_naive(root: Path, bundle_dir: str | None, batch_size: int = 32) -> dic
     from torch.utils.data import DataLoader
     from torchvision import datasets, transforms
 
-    from artylyze.bundle import load_bundle, usable_cores
+    from artylyze.model.bundle import load_bundle, usable_cores
     from artylyze.train.models import build_model
 
     m = load_bundle(bundle_dir).manifest
@@ -201,7 +201,7 @@ def main() -> None:
         print(json.dumps(STAGES[args.stage](args.collection, args.bundle)))
         return
 
-    from artylyze.bundle import usable_cores
+    from artylyze.model.bundle import usable_cores
 
     files = image_files(args.collection)
     n, cores = len(files), usable_cores()

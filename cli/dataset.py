@@ -47,7 +47,7 @@ def build(
     with cli_errors():
         joined = None
         if records is not None:
-            from artylyze.records import RecordSpec, load_records
+            from artylyze.metadata.records import RecordSpec, load_records
 
             joined = load_records(RecordSpec(records, id_column, file_column))
         if len(labels) > len(images):

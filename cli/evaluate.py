@@ -22,8 +22,8 @@ def evaluate(
     saliency: int = typer.Option(O.saliency.default, min=0, help=O.saliency.help),
 ) -> None:
     """Accuracy, macro/weighted P/R/F1, top-3 accuracy and confusion matrices per task."""
-    from artylyze.evaluation import evaluate as run
-    from artylyze.evaluation import summary_table
+    from artylyze.explain.evaluation import evaluate as run
+    from artylyze.explain.evaluation import summary_table
 
     with cli_errors():
         result = run(model, manifest, split, out, limit=limit, plots=plots, saliency=saliency)

@@ -40,9 +40,9 @@ def explain(
 ) -> None:
     """Show which parts of each painting drive its predictions: a saliency map per image
     and task, drawn over the painting, with the top predictions."""
-    from artylyze.explain import open_explainer
-    from artylyze.explain_page import write_explanations
-    from artylyze.saliency import SaliencyOptions
+    from artylyze.explain.core import open_explainer
+    from artylyze.explain.page import write_explanations
+    from artylyze.explain.saliency import SaliencyOptions
 
     with cli_errors():
         options = SaliencyOptions(method=method, masks=masks, seed=seed)

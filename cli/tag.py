@@ -1,4 +1,4 @@
-"""``artylyze tag``: parse options, call :func:`artylyze.engine.tag_collection`, print a summary.
+"""``artylyze tag``: parse options, call :func:`artylyze.tagging.engine.tag_collection`, print a summary.
 
 Exit status (the policy of :mod:`artylyze.cli.errors`): 0 when the run completed, even if
 some files are bad (they get error rows); 1 with ``--strict`` and any bad file or unreadable
@@ -83,8 +83,8 @@ def tag(
     finish (no images, bad bundle, output locked by another run or not ArtyLyze's, full
     disk), 130/143 when stopped by SIGINT/SIGTERM (the next run resumes).
     """
-    from artylyze.bundle import load_bundle
-    from artylyze.engine import TagOptions, tag_collection
+    from artylyze.model.bundle import load_bundle
+    from artylyze.tagging.engine import TagOptions, tag_collection
     from artylyze.progress import make_progress
 
     options = TagOptions(
@@ -100,7 +100,7 @@ def tag(
         joined, records_warning = _records(out, records, id_column, file_column)
         progress = make_progress(quiet=quiet)
         if engine == "ray":
-            from artylyze.ray_engine import RayOptions, tag_with_ray
+            from artylyze.tagging.ray_engine import RayOptions, tag_with_ray
 
             ray_options = RayOptions(address=ray_address, device=device, threads=threads)
             summary = tag_with_ray(collection, out, model, options, ray_options, progress)
@@ -129,8 +129,8 @@ def tag(
 
 def _records(out: str, table: Path | None, id_column: str, file_column: str):
     """The records to join after the run (read before it, so a bad table fails at once)."""
-    from artylyze.records import RecordSpec
-    from artylyze.records_attach import records_for_run
+    from artylyze.metadata.records import RecordSpec
+    from artylyze.metadata.records_attach import records_for_run
 
     spec = RecordSpec(table, id_column, file_column) if table is not None else None
     return records_for_run(out, spec)
@@ -140,7 +140,7 @@ def _attach(out: str, records) -> str:
     """Join the records onto the output; the summary's line about it ("" without records)."""
     if records is None:
         return ""
-    from artylyze.records_attach import attach_records
+    from artylyze.metadata.records_attach import attach_records
 
     r = attach_records(out, records)
     if not r.files_rewritten:

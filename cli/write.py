@@ -60,8 +60,8 @@ def write(
     if not (xmp or csv_out or jsonl_out):
         raise typer.BadParameter("say what to write: --xmp, --csv FILE and/or --jsonl FILE",
                                  param_hint="--xmp/--csv/--jsonl")
-    from artylyze.flat import FlatOptions, export_flat
-    from artylyze.sidecar import SidecarOptions, write_sidecars
+    from artylyze.metadata.flat import FlatOptions, export_flat
+    from artylyze.metadata.sidecar import SidecarOptions, write_sidecars
 
     lines: list[str] = []
     failed: list[tuple[str, str]] = []

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from artylyze.atomic import recover_dir, replace_dir
-from artylyze.bundle import (
+from artylyze.model.bundle import (
     MANIFEST_FILE,
     MODEL_FILE,
     Manifest,

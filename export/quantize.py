@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import onnx
 
-from artylyze.bundle import Task
+from artylyze.model.bundle import Task
 from artylyze.export.errors import ExportError
 from artylyze.export.runtime import open_session, run
 from artylyze.options import Export

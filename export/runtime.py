@@ -7,11 +7,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from artylyze import runtime
-
-
+from artylyze.model import runtime
 def open_session(model: str | os.PathLike[str], threads: int | None = None):
-    """A CPU session as :class:`~artylyze.bundle.Bundle` opens one, without warnings."""
+    """A CPU session as :class:`~artylyze.model.bundle.Bundle` opens one, without warnings."""
     return runtime.open_session(model, "cpu", threads, quiet=True)
 
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from artylyze.bundle import RESIZE_POLICIES, BundleError, Task
+from artylyze.model.bundle import RESIZE_POLICIES, BundleError, Task
 from artylyze.export.errors import ExportError
 
 

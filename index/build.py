@@ -105,7 +105,7 @@ def relative_bundle_path(bundle_dir: str | Path | None, out: Path, model_id: str
     """Where queries find the bundle: a path relative to the index when possible."""
     if bundle_dir is None:
         return None
-    from artylyze.bundle import load_manifest
+    from artylyze.model.bundle import load_manifest
 
     manifest = load_manifest(bundle_dir)
     if manifest.model_id != model_id:

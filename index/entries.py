@@ -125,7 +125,7 @@ def schema_metadata(schema: pa.Schema) -> tuple[dict[str, Any] | None, str | Non
             bundle = json.loads(meta[META_BUNDLE])
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
             raise IndexBuildError(
-                f"the Parquet's artylyze.bundle metadata is not JSON ({e})") from e
+                f"the Parquet's artylyze.model.bundle metadata is not JSON ({e})") from e
     root = meta[META_ROOT].decode() if META_ROOT in meta else None  # as the store wrote it
     return bundle, root
 

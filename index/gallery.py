@@ -22,7 +22,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 
-from artylyze.bundle import DEFAULT_BUNDLE_DIR
+from artylyze.model.bundle import DEFAULT_BUNDLE_DIR
 from artylyze.errors import ArtyLyzeError
 from artylyze.index.build import BuildOptions, BuildResult, build
 from artylyze.index.manifest import read_manifest, write_manifest
@@ -39,7 +39,7 @@ def build_gallery(meta: str | Path, labels: str | Path | Sequence[str | Path],
                   log: Callable[[str], None] | None = None) -> BuildResult:
     """Build the shipped gallery from a meta.parquet of the tagged data sets and their
     labels.csv files."""
-    from artylyze.bundle import load_manifest
+    from artylyze.model.bundle import load_manifest
 
     dim = load_manifest(bundle_dir).embedding_dim
     files = (labels,) if isinstance(labels, str | Path) else tuple(labels)

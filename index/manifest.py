@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from artylyze.atomic import atomic_write_text
-from artylyze.bundle import sha256_file
+from artylyze.model.bundle import sha256_file
 from artylyze.index.errors import IndexStoreError
 
 FORMAT_VERSION = 1

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from artylyze.bundle import DEFAULT_BUNDLE_DIR, Bundle, BundleError, load_bundle, sha256_file
+from artylyze.model.bundle import DEFAULT_BUNDLE_DIR, Bundle, BundleError, load_bundle, sha256_file
 from artylyze.index.entries import TRUE_PREFIX, pretty_artist
 from artylyze.index.errors import IndexStoreError, ModelMismatchError
 from artylyze.index.faiss_index import reconstruct, search
@@ -24,7 +24,7 @@ from artylyze.index.store import DEFAULT_GALLERY_DIR, IndexDir, load_index_dir
 from artylyze.store import YEAR_COLUMNS, build_row
 
 if TYPE_CHECKING:
-    from artylyze.predict import Prediction
+    from artylyze.model.predict import Prediction
 
 EMBED_BATCH = 16
 TOP_PREDICTIONS = 3
@@ -243,7 +243,7 @@ class Gallery:
     def _embed(self, names: list[str]) -> dict[str, tuple[np.ndarray, dict[str, Any],
                                                           dict[str, Any]]]:
         from artylyze.imaging import load_image
-        from artylyze.predict import predictions
+        from artylyze.model.predict import predictions
 
         bundle = self.bundle
         man = bundle.manifest

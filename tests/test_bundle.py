@@ -1,4 +1,4 @@
-"""artylyze.bundle: loading verifies the bundle, refuses what does not match, picks providers."""
+"""artylyze.model.bundle: loading verifies the bundle, refuses what does not match, picks providers."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 from tiny_bundle import DEFAULT_TASKS, make_tiny_bundle
 
-from artylyze import bundle as bundle_mod
-from artylyze import runtime
-from artylyze.bundle import (
+from artylyze.model import bundle as bundle_mod
+from artylyze.model import runtime
+from artylyze.model.bundle import (
     FORMAT_VERSION,
     MANIFEST_FILE,
     MODEL_FILE,

@@ -15,10 +15,10 @@ from PIL import Image
 from tiny_bundle import make_tiny_bundle
 from typer.testing import CliRunner
 
-from artylyze.bundle import load_bundle, load_manifest
+from artylyze.model.bundle import load_bundle, load_manifest
 from artylyze.cli.main import app
-from artylyze.explain import ExplainError, open_explainer
-from artylyze.saliency import (
+from artylyze.explain.core import ExplainError, open_explainer
+from artylyze.explain.saliency import (
     SaliencyError,
     SaliencyOptions,
     mass_inside,
@@ -59,7 +59,7 @@ def first_test_painting_per_style(wikiart: Path) -> list[Path]:
 
 
 def load_manifest_styles() -> tuple[str, ...]:
-    from artylyze.bundle import DEFAULT_BUNDLE_DIR
+    from artylyze.model.bundle import DEFAULT_BUNDLE_DIR
 
     return load_manifest(DEFAULT_BUNDLE_DIR).labels("style")
 

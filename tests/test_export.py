@@ -20,7 +20,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from artylyze.bundle import MODEL_FILE, BundleError, load_bundle, sha256_file
+from artylyze.model.bundle import MODEL_FILE, BundleError, load_bundle, sha256_file
 from artylyze.export import ExportError, export_bundle
 from artylyze.export import parity as parity_mod
 from artylyze.export.quantize import check_accuracy_bar, float_stem, float_tail
@@ -159,7 +159,7 @@ def test_bundle_runs_with_onnxruntime_alone(exported) -> None:
     script = textwrap.dedent(f"""
         import sys
         import numpy as np
-        from artylyze.bundle import load_bundle
+        from artylyze.model.bundle import load_bundle
         b = load_bundle({str(out)!r}, threads=1)
         r = b.run(np.zeros((2, {SIZE}, {SIZE}, 3), np.uint8))
         assert r["style"].shape == (2, 11), r["style"].shape

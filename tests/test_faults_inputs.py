@@ -27,7 +27,7 @@ from typer.testing import CliRunner
 
 import artylyze.tagging.core as tagging_core
 from artylyze.cli.main import app
-from artylyze.engine import DecodeJob, decode_file
+from artylyze.tagging.engine import DecodeJob, decode_file
 from artylyze.imaging import ImageError
 from artylyze.index.build import BuildOptions, build
 from artylyze.index.html import similar_page
@@ -54,7 +54,7 @@ def sparse(path: Path, size: int) -> Path:
 
 PEAK = """
 import json, resource, sys
-from artylyze.engine import DecodeJob, decode_file
+from artylyze.tagging.engine import DecodeJob, decode_file
 from artylyze.imaging import load_thumbnail
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 if sys.argv[1] == "decode":

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from artylyze.bundle import DEFAULT_BUNDLE_DIR, load_bundle
+from artylyze.model.bundle import DEFAULT_BUNDLE_DIR, load_bundle
 from artylyze.imaging import load_image
 from artylyze.train.data import to_tensor
 from artylyze.train.from_bundle import recover, save_backbone

@@ -14,7 +14,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from PIL import Image
 
-from artylyze.bundle import Bundle, load_bundle
+from artylyze.model.bundle import Bundle, load_bundle
 from artylyze.imaging import load_image
 
 STYLES = ("Baroque", "Cubism", "Impressionism")

@@ -10,7 +10,7 @@ from tiny_bundle import DEFAULT_TASKS, make_tiny_bundle
 from typer.testing import CliRunner
 
 from artylyze.cli.main import app
-from artylyze.looks_at import chosen, sheet_classes
+from artylyze.explain.looks_at import chosen, sheet_classes
 from artylyze.train.manifest import build_manifest, write_manifest_parquet
 
 

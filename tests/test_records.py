@@ -15,8 +15,8 @@ from tagged_examples import EXAMPLES, RENOIR, copy_examples, tag
 from typer.testing import CliRunner
 
 from artylyze.cli.main import app
-from artylyze.records import RecordsError, RecordSpec, load_records
-from artylyze.records_attach import attach_records
+from artylyze.metadata.records import RecordsError, RecordSpec, load_records
+from artylyze.metadata.records_attach import attach_records
 
 PISSARRO = "camille-pissarro_flock-of-sheep-in-a-field-after-the-harvest-1889.jpg"
 REMBRANDT = "rembrandt_a-beggar-and-a-companion-piece-turned-to-the-right-1634.jpg"

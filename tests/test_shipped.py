@@ -86,10 +86,24 @@ def test_assets_stay_small() -> None:
     assert size < 60e6, f"artylyze/assets is {size / 1e6:.1f} MB"
 
 
+def see_dependencies(py: Path) -> None:
+    """Let the venv at ``py`` import what this interpreter imports, venv or not.
+
+    ``system_site_packages`` would show it the *base* Python's packages, not those of the venv
+    running the tests. A ``.pth`` file listing this interpreter's site folders comes after the
+    venv's own site-packages, and the ``.pth`` files inside those folders are not run, so an
+    editable install of the source tree stays out of sight.
+    """
+    sites = [p for p in sys.path if Path(p).name in ("site-packages", "dist-packages")]
+    purelib = subprocess.run([str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                             capture_output=True, text=True, check=True).stdout.strip()
+    (Path(purelib) / "_test_dependencies.pth").write_text("\n".join(sites) + "\n")
+
+
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A wheel built from the files git would clone (tracked + not ignored), installed into a
-    new venv; the venv sees the test machine's dependencies but only the wheel's artylyze."""
+    new venv; the venv sees the test interpreter's dependencies but only the wheel's artylyze."""
     tmp = tmp_path_factory.mktemp("wheel")
     src = tmp / "src"
     for rel in git_files("--cached", "--others", "--exclude-standard"):
@@ -99,8 +113,9 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps",
                     "--no-build-isolation", "-w", str(tmp / "dist"), str(src)], check=True)
     env_dir = tmp / "venv"
-    venv.create(env_dir, system_site_packages=True, with_pip=False)
+    venv.create(env_dir, with_pip=False)
     py = env_dir / "bin" / "python"
+    see_dependencies(py)
     wheel = next((tmp / "dist").glob("artylyze-*.whl"))
     subprocess.run([sys.executable, "-m", "pip", "--python", str(py), "install", "--quiet",
                     "--no-deps", "--no-index", str(wheel)], check=True)

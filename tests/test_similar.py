@@ -13,7 +13,7 @@ from PIL import Image, PngImagePlugin
 from test_index_support import tag_images, write_images
 from tiny_bundle import make_tiny_bundle
 
-from artylyze.bundle import BundleError
+from artylyze.model.bundle import BundleError
 from artylyze.index import search as search_module
 from artylyze.index.build import BuildOptions, build
 from artylyze.index.errors import IndexStoreError, ModelMismatchError

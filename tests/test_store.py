@@ -17,8 +17,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from artylyze.bundle import Manifest, Task
-from artylyze.predict import Prediction, predictions
+from artylyze.model.bundle import Manifest, Task
+from artylyze.model.predict import Prediction, predictions
 from artylyze.store import (
     OutputLock,
     OutputLockedError,

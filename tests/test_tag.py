@@ -21,9 +21,9 @@ from PIL import Image
 from tiny_bundle import make_tiny_bundle
 from typer.testing import CliRunner
 
-from artylyze.bundle import load_bundle
+from artylyze.model.bundle import load_bundle
 from artylyze.cli.main import app
-from artylyze.engine import TagOptions, TagSummary, tag_collection
+from artylyze.tagging.engine import TagOptions, TagSummary, tag_collection
 from artylyze.store import OutputLock, OutputTarget, file_path
 
 
@@ -387,7 +387,7 @@ def test_the_tagging_modules_never_import_torch() -> None:
     import subprocess
     import sys
 
-    code = ("import sys, artylyze.engine, artylyze.cli.tag; "
+    code = ("import sys, artylyze.tagging.engine, artylyze.cli.tag; "
             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'timm')))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           check=True)
@@ -396,7 +396,7 @@ def test_the_tagging_modules_never_import_torch() -> None:
 
 def test_threads_default_to_all_cores_and_stop_spinning_when_shared(
         tmp_path: Path, bundle_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import artylyze.engine as engine
+    import artylyze.tagging.engine as engine
 
     monkeypatch.setattr(engine, "usable_cores", lambda: 4)
     assert engine.plan_threads(TagOptions(), "cpu") == (4, 4, False)

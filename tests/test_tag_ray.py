@@ -20,10 +20,10 @@ import ray  # the [ray] extra: CI installs it; a missing one must fail, not skip
 from tiny_bundle import make_tiny_bundle
 from typer.testing import CliRunner
 
-from artylyze.bundle import load_bundle
+from artylyze.model.bundle import load_bundle
 from artylyze.cli.main import app
-from artylyze.engine import TagError, TagOptions, TagSummary, tag_collection
-from artylyze.ray_engine import RayOptions, plan_actors, shard_count, tag_with_ray
+from artylyze.tagging.engine import TagError, TagOptions, TagSummary, tag_collection
+from artylyze.tagging.ray_engine import RayOptions, plan_actors, shard_count, tag_with_ray
 
 PAINTINGS = {"Baroque": 3, "Cubism": 2, "Pop_Art": 2}  # style folder -> paintings taken
 EXPECTED_ERRORS = {"broken/corrupt.jpg": "truncated", "notes.jpg": "not an image"}
@@ -196,7 +196,7 @@ def test_missing_ray_says_what_to_install(tmp_path: Path, wikiart: Path, bundle_
 
 
 def test_ray_is_imported_only_when_the_ray_engine_runs() -> None:
-    code = ("import sys, artylyze.cli.main, artylyze.ray_engine; "
+    code = ("import sys, artylyze.cli.main, artylyze.tagging.ray_engine; "
             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('ray', 'torch')))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           check=True, env={**os.environ, "OMP_NUM_THREADS": "1"})

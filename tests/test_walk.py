@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from artylyze.walk import CollectionError, walk_collection
+from artylyze.tagging.walk import CollectionError, walk_collection
 
 
 def touch(path: Path, data: bytes = b"x") -> Path:

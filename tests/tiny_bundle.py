@@ -13,7 +13,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from artylyze.bundle import MODEL_FILE, Manifest, Task, sha256_file, write_manifest
+from artylyze.model.bundle import MODEL_FILE, Manifest, Task, sha256_file, write_manifest
 
 DEFAULT_TASKS = {
     "style": ("Baroque", "Cubism", "Impressionism", "Pop_Art"),

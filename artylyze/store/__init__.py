@@ -4,8 +4,12 @@ One module per job: :mod:`~artylyze.store.paths` (path text), :mod:`~artylyze.st
 (columns, metadata keys, rows), :mod:`~artylyze.store.target` (where the output, its lock
 and the work dir live), :mod:`~artylyze.store.state` (what is known: lookup, record, sweep),
 :mod:`~artylyze.store.parts` (crash-safe chunks), :mod:`~artylyze.store.merge` (the final
-merge and swap), and :class:`~artylyze.store.run.Store`, the one object the engines call.
+merge and swap), and :class:`~artylyze.store.run.Store`, the one object the engines call;
+:mod:`~artylyze.store.lock` (one writer per output) and :mod:`~artylyze.store.signals` (a stop
+signal waits until a swap is done) keep every output on disk whole, the index's too.
 The names below are those other modules import from ``artylyze.store``.
+
+May import: the foundations and :mod:`artylyze.model` (the bundle manifest a row records).
 """
 
 from artylyze.store.merge import ROWS_PER_FILE, write_output

@@ -12,8 +12,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from artylyze.bundle import Manifest
-from artylyze.lock import FileLock
+from artylyze.model.bundle import Manifest
+from artylyze.store.lock import FileLock
 from artylyze.store.merge import write_output
 from artylyze.store.parts import PartWriter, ReuseRecord
 from artylyze.store.schema import make_schema, result_key

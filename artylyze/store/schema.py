@@ -9,9 +9,9 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from artylyze.bundle import Manifest
+from artylyze.model.bundle import Manifest
 from artylyze.errors import ArtyLyzeError
-from artylyze.predict import Prediction
+from artylyze.model.predict import Prediction
 from artylyze.store.paths import encode_path
 
 SCHEMA_VERSION = "1"

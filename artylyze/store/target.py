@@ -4,7 +4,7 @@ Layout on disk, for ``--out meta.parquet`` (``--out meta/`` is the same with a d
 ``part-NNNNN.parquet`` files as the output)::
 
     meta.parquet            the result; replaced atomically (artylyze.atomic: temp + rename)
-    meta.parquet.lock       who owns the output (see artylyze.lock)
+    meta.parquet.lock       who owns the output (see artylyze.store.lock)
     .meta.parquet.parts/    work dir of the run in progress: run.json + part-NNNNN.parquet
 """
 
@@ -20,7 +20,7 @@ from pathlib import Path
 
 from artylyze.atomic import recover_dir, staged_dir
 from artylyze.errors import writing
-from artylyze.lock import FileLock, LockedError
+from artylyze.store.lock import FileLock, LockedError
 from artylyze.store.schema import StoreError
 
 OutputLockedError = LockedError  # the name callers of this module know
@@ -104,7 +104,7 @@ def output_errors(path: str | os.PathLike[str]) -> contextlib.AbstractContextMan
 
 
 class OutputLock(FileLock):
-    """``<out>.lock``: see :mod:`artylyze.lock` (atomic, taken over when its holder is gone)."""
+    """``<out>.lock``: see :mod:`artylyze.store.lock` (atomic, taken over when its holder is gone)."""
 
     def __init__(self, target: OutputTarget) -> None:
         super().__init__(target.lockfile, what=str(target.path))

@@ -24,7 +24,7 @@ import time
 from dataclasses import dataclass
 from typing import Protocol
 
-from artylyze.bundle import Manifest
+from artylyze.model.bundle import Manifest
 from artylyze.errors import ArtyLyzeError
 from artylyze.options import Tag as T
 from artylyze.progress import Progress
@@ -32,7 +32,7 @@ from artylyze.store import OutputTarget, State, Store, encode_path
 from artylyze.tagging.decode import DecodeJob
 from artylyze.tagging.record import Recorder
 from artylyze.tagging.summary import TagSummary
-from artylyze.walk import FileEntry, WalkResult, absolute_root, walk_collection
+from artylyze.tagging.walk import FileEntry, WalkResult, absolute_root, walk_collection
 
 EXECUTORS = ("process", "thread")
 Todo = list[tuple[FileEntry, DecodeJob]]

@@ -14,13 +14,13 @@ from typing import Any
 
 import numpy as np
 
-from artylyze.bundle import Manifest
-from artylyze.predict import Prediction, predictions
+from artylyze.model.bundle import Manifest
+from artylyze.model.predict import Prediction, predictions
 from artylyze.progress import Progress
 from artylyze.store import Known, ReuseRecord, Store, build_row, encode_path
 from artylyze.tagging.decode import DecodeResult
 from artylyze.tagging.summary import TagSummary
-from artylyze.walk import FileEntry
+from artylyze.tagging.walk import FileEntry
 
 FileResult = tuple[FileEntry, DecodeResult]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
-from artylyze.walk import WalkProblem
+from artylyze.tagging.walk import WalkProblem
 
 
 @dataclass

@@ -12,7 +12,7 @@
 - **Year interval**: the quantile levels ``(a, 1 - a)`` of the year head's distribution whose
   interval holds ``INTERVAL_COVERAGE`` of validation works.
 - **Novelty reference**: unit-norm class centres of the validation embeddings per style;
-  novelty is one minus the cosine to the nearest centre (see ``artylyze.predict``).
+  novelty is one minus the cosine to the nearest centre (see ``artylyze.model.predict``).
 
 The result is ``calibration.json`` in the checkpoint directory; export copies it into the
 bundle manifest. ``artylyze train`` runs this on its best checkpoint;
@@ -31,8 +31,8 @@ from typing import Any
 import numpy as np
 
 from artylyze.atomic import atomic_write_text
-from artylyze.dating import period_of
-from artylyze.predict import dates
+from artylyze.model.dating import period_of
+from artylyze.model.predict import dates
 from artylyze.train.metrics import UNKNOWN
 
 CALIBRATION_FILE = "calibration.json"

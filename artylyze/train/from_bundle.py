@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from artylyze.bundle import MODEL_FILE, load_manifest
+from artylyze.model.bundle import MODEL_FILE, load_manifest
 from artylyze.errors import ArtyLyzeError
 from artylyze.train.models import MultiTaskNet, build_model
 

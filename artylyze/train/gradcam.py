@@ -3,7 +3,7 @@
 The map is the feature map of the last convolutional block, its channels weighted by the
 mean gradient of the class logit, summed, cut at zero and upsampled to the input: where the
 features that raise the label's score sit. It needs the checkpoint (gradients); an ONNX
-bundle is explained by :mod:`artylyze.saliency` instead. One backward pass per target.
+bundle is explained by :mod:`artylyze.explain.saliency` instead. One backward pass per target.
 """
 
 from __future__ import annotations

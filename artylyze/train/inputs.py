@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from artylyze.atomic import atomic_write
-from artylyze.bundle import sha256_file
+from artylyze.model.bundle import sha256_file
 from artylyze.train import data
 from artylyze.train.checkpoint import WEIGHTS_FILE
 from artylyze.train.models import MultiTaskNet

@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 
 from artylyze.atomic import atomic_write
-from artylyze.dating import PERIOD_STEP, period_of
+from artylyze.model.dating import PERIOD_STEP, period_of
 from artylyze.errors import ArtyLyzeError
 from artylyze.imaging import IMAGE_EXTENSIONS
 

@@ -1,4 +1,4 @@
-"""Merging a sidecar's :class:`~artylyze.sidecar_plan.Plan` into an XMP packet, new or
+"""Merging a sidecar's :class:`~artylyze.metadata.sidecar_plan.Plan` into an XMP packet, new or
 parsed from a sidecar that exists, so that other tools' properties stay as they are.
 
 A shared field is replaced only while it still holds what ArtyLyze wrote there last time
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from artylyze.sidecar_plan import (
+from artylyze.metadata.sidecar_plan import (
     ARTWORK,
     ARTWORK_FIELDS,
     GENERATOR,
@@ -21,7 +21,7 @@ from artylyze.sidecar_plan import (
     Plan,
     score_text,
 )
-from artylyze.xmp import (
+from artylyze.metadata.xmp import (
     IPTC_EXT,
     XMP,
     Packet,

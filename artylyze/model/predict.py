@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from artylyze.bundle import Manifest
-from artylyze.dating import PERIOD_STEP, period_mass, period_of, quantiles
+from artylyze.model.bundle import Manifest
+from artylyze.model.dating import PERIOD_STEP, period_mass, period_of, quantiles
 
 DEFAULT_INTERVAL = (0.1, 0.9)  # until fitted: the central 80% of the distribution
 

@@ -37,7 +37,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from artylyze.bundle import Bundle, resolve_providers, usable_cores
+from artylyze.model.bundle import Bundle, resolve_providers, usable_cores
 from artylyze.progress import Progress
 from artylyze.store import OutputTarget
 from artylyze.tagging import core
@@ -45,7 +45,7 @@ from artylyze.tagging.core import TagError, TagOptions, Todo
 from artylyze.tagging.decode import DecodeJob, DecodeResult, decode_file
 from artylyze.tagging.record import FileResult, Recorder
 from artylyze.tagging.summary import StageTimes, TagSummary
-from artylyze.walk import FileEntry
+from artylyze.tagging.walk import FileEntry
 
 
 class ThreadPlan(NamedTuple):

@@ -1,4 +1,4 @@
-"""Museum record ids joined onto a meta.parquet (the table side is :mod:`artylyze.records`).
+"""Museum record ids joined onto a meta.parquet (the table side is :mod:`artylyze.metadata.records`).
 
 ``attach_records`` adds the ``record_id`` column after ``tag`` has written the output, one
 file at a time and atomically, under the output's lock. Each file records which records
@@ -18,7 +18,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from artylyze.atomic import atomic_write
-from artylyze.records import (
+from artylyze.metadata.records import (
     META_RECORDS,
     RECORD_ID,
     Records,

@@ -32,7 +32,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from artylyze.atomic import atomic_write
-from artylyze.metafile import MetaFile, open_meta
+from artylyze.metadata.metafile import MetaFile, open_meta
 
 FORMATS = ("csv", "jsonl")
 

@@ -2,8 +2,8 @@
 
 Which labels count as confident, which IPTC artwork fields and keywords they fill, the
 ``artylyze:`` properties, and a digest of all of it that makes rewrites incremental. The
-file side is :mod:`artylyze.sidecar`, the merge into an existing packet
-:mod:`artylyze.sidecar_merge`.
+file side is :mod:`artylyze.metadata.sidecar`, the merge into an existing packet
+:mod:`artylyze.metadata.sidecar_merge`.
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from typing import Any
 from artylyze import __version__
 from artylyze.errors import ArtyLyzeError
 from artylyze.options import Write
-from artylyze.records import RECORD_ID
-from artylyze.xmp import DC, IPTC_EXT, LR, q
+from artylyze.metadata.records import RECORD_ID
+from artylyze.metadata.xmp import DC, IPTC_EXT, LR, q
 
 NS = "http://ns.artylyze.org/xmp/1.0/"
 PREFIX = "artylyze"

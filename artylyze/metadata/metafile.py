@@ -18,7 +18,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from artylyze.bundle import Manifest
+from artylyze.model.bundle import Manifest
 from artylyze.errors import ArtyLyzeError
 from artylyze.store import META_BUNDLE, META_ROOT, OutputTarget, decode_path
 

@@ -10,11 +10,11 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from artylyze.explain import GRADCAM, Explained
+from artylyze.explain.core import GRADCAM, Explained
 from artylyze.index.html import esc, page, write_page
 from artylyze.index.plots import pyplot, save_figure
 from artylyze.index.themes import pretty
-from artylyze.overlay import colours, normalized, overlay, resized_map
+from artylyze.explain.overlay import colours, normalized, overlay, resized_map
 
 DISPLAY = 360  # long side of the painting in the figures, px
 GRID = 8  # the JSON's coarse map: GRID x GRID shares of the saliency

@@ -2,7 +2,7 @@
 
 The single source of truth that travels with the weights: input size and resize policy,
 the ordered labels of every task, the embedding size and the sha256 of the graph. Kept
-apart from :mod:`artylyze.bundle` (which runs the graph) because exporting, indexing and
+apart from :mod:`artylyze.model.bundle` (which runs the graph) because exporting, indexing and
 reading Parquet metadata need the manifest without onnxruntime.
 """
 

@@ -17,13 +17,13 @@ import pandas as pd
 from artylyze.atomic import atomic_write_text
 from artylyze.errors import ArtyLyzeError
 from artylyze.imaging import load_image
-from artylyze.looks_at import EXAMPLES as SHEET_EXAMPLES
+from artylyze.explain.looks_at import EXAMPLES as SHEET_EXAMPLES
 from artylyze.options import Evaluate
 from artylyze.train.metrics import UNKNOWN, task_metrics
 
 if TYPE_CHECKING:
-    from artylyze.bundle import Manifest
-    from artylyze.predict import Prediction
+    from artylyze.model.bundle import Manifest
+    from artylyze.model.predict import Prediction
 
 Predictor = Callable[[np.ndarray], dict[str, np.ndarray]]
 ECE_BINS = 15
@@ -74,11 +74,11 @@ def reliability(scores: np.ndarray, correct: np.ndarray, bins: int = ECE_BINS) -
 def open_model(path: str | Path) -> tuple[Predictor, Manifest, dict]:
     """A predictor (uint8 batch -> the bundle's outputs, calibrated), the model's manifest
     (a checkpoint's is built from its config and ``calibration.json``), and info."""
-    from artylyze.bundle import Manifest, Task
+    from artylyze.model.bundle import Manifest, Task
 
     path = Path(path)
     if (path / "manifest.json").is_file():
-        from artylyze.bundle import load_bundle
+        from artylyze.model.bundle import load_bundle
 
         bundle = load_bundle(path)
         return bundle.run, bundle.manifest, {"kind": "bundle", **bundle.manifest.to_dict()}
@@ -149,7 +149,7 @@ def evaluate(model_path: str | Path, manifest: str | Path, split: str = Evaluate
              saliency: int = SHEET_EXAMPLES) -> dict:
     """Metrics per task on ``split``; writes ``metrics.json`` (+ PNGs) into ``out_dir``, with
     ``saliency`` right and wrong examples per class in the "what the model looks at" sheets."""
-    from artylyze.predict import predictions
+    from artylyze.model.predict import predictions
     from artylyze.train.manifest import read_manifest
 
     predictor, man, info = open_model(model_path)
@@ -210,7 +210,7 @@ def evaluate(model_path: str | Path, manifest: str | Path, split: str = Evaluate
             write_plots(out_dir, metrics, info.get("history", []), images, codes, scores,
                         labels)
             if saliency:  # the model's own heads only (a derived period has no map)
-                from artylyze.looks_at import write_sheets
+                from artylyze.explain.looks_at import write_sheets
 
                 write_sheets(out_dir, predictor, images, codes, out, labels, saliency)
     return result

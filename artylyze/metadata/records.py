@@ -9,7 +9,7 @@ for the path ``scans/a.tif``: records made from a parent folder), used only wher
 record ends that way. One file named under two different ids is refused: a wrong id is
 worse than none. Ids are always text (``1985.52.1`` is not a float).
 
-This module reads the table and matches names; :mod:`artylyze.records_attach` joins the
+This module reads the table and matches names; :mod:`artylyze.metadata.records_attach` joins the
 ids onto a meta.parquet.
 """
 
@@ -23,7 +23,7 @@ from pathlib import Path, PurePosixPath
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from artylyze.bundle import sha256_file
+from artylyze.model.bundle import sha256_file
 from artylyze.errors import ArtyLyzeError
 from artylyze.options import FILE_COLUMN, ID_COLUMN
 

@@ -2,7 +2,7 @@
 model is surest it belongs to, the right ones and the wrong ones, each with its saliency map
 for that class. Mistakes made with confidence show what the model takes for the class.
 
-Every image is masked once (:mod:`artylyze.saliency`) and serves every task it appears in.
+Every image is masked once (:mod:`artylyze.explain.saliency`) and serves every task it appears in.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from PIL import Image
 
 from artylyze.index.plots import pyplot, save_figure
 from artylyze.options import Evaluate
-from artylyze.overlay import overlay
-from artylyze.saliency import Predictor, SaliencyOptions, perturb
+from artylyze.explain.overlay import overlay
+from artylyze.explain.saliency import Predictor, SaliencyOptions, perturb
 from artylyze.train.metrics import UNKNOWN
 
 EXAMPLES: int = Evaluate.saliency.default  # right and wrong examples per class

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from artylyze.bundle_manifest import BundleError
+from artylyze.model.manifest import BundleError
 
 SPIN_OFF = ("session.intra_op.allow_spinning", "0")
 QUIET = 3  # onnxruntime's ERROR level: quantized graphs warn about unused initializers

@@ -23,7 +23,7 @@ Atomic per file (temp file + rename); a sidecar that cannot be parsed is left al
 reported, never overwritten.
 
 This module is the file side (which rows, which paths, reading and writing);
-:mod:`artylyze.sidecar_plan` works out what a row says, :mod:`artylyze.sidecar_merge`
+:mod:`artylyze.metadata.sidecar_plan` works out what a row says, :mod:`artylyze.metadata.sidecar_merge`
 merges that into a packet.
 """
 
@@ -37,10 +37,10 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from artylyze.atomic import atomic_write
-from artylyze.metafile import MetaFile, open_meta
-from artylyze.records import RECORD_ID
-from artylyze.sidecar_merge import apply, render
-from artylyze.sidecar_plan import (
+from artylyze.metadata.metafile import MetaFile, open_meta
+from artylyze.metadata.records import RECORD_ID
+from artylyze.metadata.sidecar_merge import apply, render
+from artylyze.metadata.sidecar_plan import (
     EXTRA_COLUMNS,
     SUFFIX,
     Plan,
@@ -50,7 +50,7 @@ from artylyze.sidecar_plan import (
     readable,
 )
 from artylyze.store import decode_path
-from artylyze.xmp import XmpError
+from artylyze.metadata.xmp import XmpError
 
 __all__ = ["Plan", "SidecarError", "SidecarOptions", "SidecarReport", "apply", "plan",
            "readable", "render", "sidecar_path", "write_sidecars"]

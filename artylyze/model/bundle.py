@@ -2,7 +2,7 @@
 
 Loading verifies the graph's sha256 against the manifest, so a tampered or half-copied model
 is refused; :class:`Bundle` then runs it. The manifest itself is
-:mod:`artylyze.bundle_manifest`, sessions come from :mod:`artylyze.runtime`; their names are
+:mod:`artylyze.model.manifest`, sessions come from :mod:`artylyze.model.runtime`; their names are
 importable from here too, as they always were. This module never imports torch.
 """
 
@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from artylyze.bundle_manifest import (
+from artylyze.model.manifest import (
     FORMAT_VERSION,
     MANIFEST_FILE,
     MODEL_FILE,
@@ -28,7 +28,7 @@ from artylyze.bundle_manifest import (
     write_manifest,
 )
 from artylyze.imaging import RESIZE_POLICIES
-from artylyze.runtime import available_providers, open_session, resolve_providers, usable_cores
+from artylyze.model.runtime import available_providers, open_session, resolve_providers, usable_cores
 
 __all__ = [
     "DEFAULT_BUNDLE_DIR", "FORMAT_VERSION", "MANIFEST_FILE", "MODEL_FILE", "RESIZE_POLICIES",

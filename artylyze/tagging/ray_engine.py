@@ -2,7 +2,7 @@
 
 Why a second engine: one machine's cores cap the local engine; a collection of millions of
 scans wants every node and GPU of a cluster. Only the fan-out differs: this module is a
-*distributor* of :mod:`artylyze.tagging` like :class:`artylyze.engine.LocalPool`, so the
+*distributor* of :mod:`artylyze.tagging` like :class:`artylyze.tagging.engine.LocalPool`, so the
 walk, the plan, sha256 reuse, the rows, the on-disk state, crash-safe parts and the final
 merge are the local engine's. ``ray`` is imported only when a run needs the cluster, so the
 package works without it.
@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from artylyze.bundle import Manifest, load_bundle
+from artylyze.model.bundle import Manifest, load_bundle
 from artylyze.imaging import DEFAULT_MAX_BYTES
 from artylyze.progress import Progress
 from artylyze.store import OutputTarget, StoreError
@@ -247,7 +247,7 @@ def tag_with_ray(root: str | os.PathLike[str], out_dir: str | os.PathLike[str],
     the driver's model id). Joins the Ray cluster at ``ray_options.address`` (or an already
     connected one); starts and stops a local one when there is none, and none at all when
     nothing needs tagging. Raises :class:`TagError` when Ray is missing or nothing can be
-    done, and what :func:`artylyze.engine.tag_collection` raises about the output.
+    done, and what :func:`artylyze.tagging.engine.tag_collection` raises about the output.
     """
     options = options or TagOptions()
     ray_options = ray_options or RayOptions()

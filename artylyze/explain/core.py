@@ -3,7 +3,7 @@
 An :class:`Explainer` holds a model (an ONNX bundle, or a torch checkpoint when Grad-CAM is
 wanted) and explains one image at a time: it predicts every task, picks the label to explain
 per task (the top one, or the one asked for) and computes a saliency map for each, all from
-one set of masked forward passes (:mod:`artylyze.saliency`). With a checkpoint, Grad-CAM
+one set of masked forward passes (:mod:`artylyze.explain.saliency`). With a checkpoint, Grad-CAM
 (:mod:`artylyze.train.gradcam`) adds a second map per label. Without one, nothing here
 imports torch.
 """
@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from artylyze.errors import ArtyLyzeError
-from artylyze.saliency import Predictor, SaliencyOptions, perturb
+from artylyze.explain.saliency import Predictor, SaliencyOptions, perturb
 
 TOP_PREDICTIONS = 5
 ALL_TASKS = "all"
@@ -140,7 +140,7 @@ def open_explainer(model: str | Path | None = None, checkpoint: str | Path | Non
         if model is not None:
             raise ExplainError("give --model (an ONNX bundle) or --checkpoint, not both")
         return _checkpoint_explainer(Path(checkpoint), options)
-    from artylyze.bundle import load_bundle
+    from artylyze.model.bundle import load_bundle
 
     bundle = load_bundle(model, device=device, threads=threads)
     m = bundle.manifest
@@ -152,7 +152,7 @@ def _checkpoint_explainer(path: Path, options: SaliencyOptions) -> Explainer:
     """Scores as ``evaluate`` gives them (calibrated when the checkpoint has it); Grad-CAM
     on the network itself (temperatures scale a map, they do not move it)."""
     try:
-        from artylyze.evaluation import open_model
+        from artylyze.explain.evaluation import open_model
         from artylyze.train.checkpoint import load_checkpoint
         from artylyze.train.gradcam import gradcam
     except ImportError as e:

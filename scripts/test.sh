@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# The README's test command: install everything the tests need on a fresh machine, then lint,
+# check the import layers and run the whole suite. Works in a venv or not; CI runs it too.
+#   system: Debian's chromium (report and serve tests; Playwright never downloads a browser)
+#           and ExifTool (XMP sidecars are read back with it), with apt-get when missing
+#   python: the package with its train, dev, ray and serve extras at the pinned versions
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1
+missing=()
+command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 \
+  || missing+=(chromium)
+command -v exiftool >/dev/null 2>&1 || missing+=(libimage-exiftool-perl)
+if [ ${#missing[@]} -gt 0 ]; then
+  sudo=""
+  if [ "$(id -u)" != 0 ]; then
+    command -v sudo >/dev/null 2>&1 || { echo "scripts/test.sh: need ${missing[*]}:" \
+      "run as root or install them with apt-get" >&2; exit 1; }
+    sudo=sudo
+  fi
+  echo "installing ${missing[*]} (apt-get)"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+python3 -m pip install --quiet -c constraints.txt -e ".[train,dev,ray,serve]"
+python3 -m ruff check .
+python3 -m importlinter.cli 2>/dev/null || python3 - <<'PY'
+import sys
+from importlinter.cli import lint_imports_command
+sys.exit(lint_imports_command())
+PY
+python3 -m pytest -q tests "$@"
