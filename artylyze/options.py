@@ -76,7 +76,7 @@ class Influence:
 
 
 class Explain:
-    """``artylyze explain``; the masking defaults are ``artylyze.explain.saliency.SaliencyOptions``'."""
+    """``artylyze explain``; masking defaults: ``artylyze.explain.saliency.SaliencyOptions``."""
 
     out = Opt(Path("explain"), "Folder for the PNGs and index.html.")
     method = Opt("rise", "Masking method: rise (smooth random masks) or occlusion "

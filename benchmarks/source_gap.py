@@ -18,8 +18,8 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from artylyze.model.bundle import load_bundle
 from artylyze.imaging import load_image
+from artylyze.model.bundle import load_bundle
 
 DATA = Path(os.environ.get("ARTYLYZE_DATA", Path(__file__).resolve().parents[2] / "shared" /
                            "datasets")) / "styles7"

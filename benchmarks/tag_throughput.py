@@ -57,9 +57,9 @@ def image_files(root: Path) -> list[Path]:
 def stage_decode(root: Path, bundle_dir: str | None) -> dict:
     from concurrent.futures import ThreadPoolExecutor
 
+    from artylyze.imaging import DEFAULT_MAX_PIXELS
     from artylyze.model.bundle import load_bundle, usable_cores
     from artylyze.tagging.engine import DecodeJob, decode_file
-    from artylyze.imaging import DEFAULT_MAX_PIXELS
 
     manifest = load_bundle(bundle_dir).manifest
     files = image_files(root)
@@ -76,8 +76,8 @@ def stage_inference(root: Path, bundle_dir: str | None, batch_size: int = 32,
                     distinct: int = 256) -> dict:
     import numpy as np
 
-    from artylyze.model.bundle import load_bundle, usable_cores
     from artylyze.imaging import load_image
+    from artylyze.model.bundle import load_bundle, usable_cores
 
     bundle = load_bundle(bundle_dir, threads=usable_cores())
     m = bundle.manifest

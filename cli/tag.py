@@ -1,4 +1,4 @@
-"""``artylyze tag``: parse options, call :func:`artylyze.tagging.engine.tag_collection`, print a summary.
+"""``artylyze tag``: parse options, call :func:`artylyze.tagging.engine.tag_collection`, print.
 
 Exit status (the policy of :mod:`artylyze.cli.errors`): 0 when the run completed, even if
 some files are bad (they get error rows); 1 with ``--strict`` and any bad file or unreadable
@@ -84,8 +84,8 @@ def tag(
     disk), 130/143 when stopped by SIGINT/SIGTERM (the next run resumes).
     """
     from artylyze.model.bundle import load_bundle
-    from artylyze.tagging.engine import TagOptions, tag_collection
     from artylyze.progress import make_progress
+    from artylyze.tagging.engine import TagOptions, tag_collection
 
     options = TagOptions(
         batch_size=batch_size, workers=workers, threads=threads, top_k=top_k,

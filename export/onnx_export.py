@@ -21,6 +21,11 @@ from pathlib import Path
 import numpy as np
 
 from artylyze.atomic import recover_dir, replace_dir
+from artylyze.export.errors import ExportError
+from artylyze.export.quantize import MAX_STYLE_DROP
+from artylyze.export.samples import default_source, load_pixels, read_samples
+from artylyze.export.spec import BundleSpec, describe_source, portable_training, summarise_metrics
+from artylyze.export.stages import Progress, export_fp32, quantize_measured
 from artylyze.model.bundle import (
     MANIFEST_FILE,
     MODEL_FILE,
@@ -31,11 +36,6 @@ from artylyze.model.bundle import (
     usable_cores,
     write_manifest,
 )
-from artylyze.export.errors import ExportError
-from artylyze.export.quantize import MAX_STYLE_DROP
-from artylyze.export.samples import default_source, load_pixels, read_samples
-from artylyze.export.spec import BundleSpec, describe_source, portable_training, summarise_metrics
-from artylyze.export.stages import Progress, export_fp32, quantize_measured
 from artylyze.options import DEFAULT_OPSET
 from artylyze.options import Export as O
 

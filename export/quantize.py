@@ -23,9 +23,9 @@ from typing import Any
 import numpy as np
 import onnx
 
-from artylyze.model.bundle import Task
 from artylyze.export.errors import ExportError
 from artylyze.export.runtime import open_session, run
+from artylyze.model.bundle import Task
 from artylyze.options import Export
 
 LINEAR_OPS = ("Gemm", "MatMul")

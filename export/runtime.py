@@ -8,6 +8,8 @@ from collections.abc import Sequence
 import numpy as np
 
 from artylyze.model import runtime
+
+
 def open_session(model: str | os.PathLike[str], threads: int | None = None):
     """A CPU session as :class:`~artylyze.model.bundle.Bundle` opens one, without warnings."""
     return runtime.open_session(model, "cpu", threads, quiet=True)

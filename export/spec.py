@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from artylyze.model.bundle import RESIZE_POLICIES, BundleError, Task
 from artylyze.export.errors import ExportError
+from artylyze.model.bundle import RESIZE_POLICIES, BundleError, Task
 
 
 @dataclass(frozen=True)

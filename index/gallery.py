@@ -22,11 +22,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 
-from artylyze.model.bundle import DEFAULT_BUNDLE_DIR
 from artylyze.errors import ArtyLyzeError
 from artylyze.index.build import BuildOptions, BuildResult, build
 from artylyze.index.manifest import read_manifest, write_manifest
 from artylyze.index.store import DEFAULT_GALLERY_DIR
+from artylyze.model.bundle import DEFAULT_BUNDLE_DIR
 
 GALLERY_PCA = 128
 GALLERY_INDEX = "SQfp16"

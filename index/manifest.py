@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from artylyze.atomic import atomic_write_text
-from artylyze.model.bundle import sha256_file
 from artylyze.index.errors import IndexStoreError
+from artylyze.model.bundle import sha256_file
 
 FORMAT_VERSION = 1
 KIND = "artylyze-index"

@@ -16,11 +16,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from artylyze.model.bundle import DEFAULT_BUNDLE_DIR, Bundle, BundleError, load_bundle, sha256_file
 from artylyze.index.entries import TRUE_PREFIX, pretty_artist
 from artylyze.index.errors import IndexStoreError, ModelMismatchError
 from artylyze.index.faiss_index import reconstruct, search
 from artylyze.index.store import DEFAULT_GALLERY_DIR, IndexDir, load_index_dir
+from artylyze.model.bundle import DEFAULT_BUNDLE_DIR, Bundle, BundleError, load_bundle, sha256_file
 from artylyze.store import YEAR_COLUMNS, build_row
 
 if TYPE_CHECKING:

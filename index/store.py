@@ -36,7 +36,6 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from artylyze.atomic import atomic_write, recover_dir, replace_dir
-from artylyze.model.bundle import DEFAULT_BUNDLE_DIR, sha256_file
 from artylyze.errors import writing
 from artylyze.index.clusters import Gmm
 from artylyze.index.errors import IndexStoreError
@@ -57,6 +56,7 @@ from artylyze.index.manifest import (
 )
 from artylyze.index.manifest import MANIFEST_FILE as MANIFEST_FILE  # re-exported
 from artylyze.index.reduce import PCA
+from artylyze.model.bundle import DEFAULT_BUNDLE_DIR, sha256_file
 from artylyze.store.lock import FileLock
 from artylyze.store.signals import critical
 

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The README's test command: install everything the tests need on a fresh machine, then lint,
-# check the import layers and run the whole suite. Works in a venv or not; CI runs it too.
+# The README's test command: install everything the tests need on a fresh machine, then lint
+# and run the whole suite (tests/test_layers.py checks the import layers). In a venv or not;
+# CI runs it too.
 #   system: Debian's chromium (report and serve tests; Playwright never downloads a browser)
 #           and ExifTool (XMP sidecars are read back with it), with apt-get when missing
 #   python: the package with its train, dev, ray and serve extras at the pinned versions
@@ -24,9 +25,4 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 python3 -m pip install --quiet -c constraints.txt -e ".[train,dev,ray,serve]"
 python3 -m ruff check .
-python3 -m importlinter.cli 2>/dev/null || python3 - <<'PY'
-import sys
-from importlinter.cli import lint_imports_command
-sys.exit(lint_imports_command())
-PY
 python3 -m pytest -q tests "$@"

@@ -20,10 +20,10 @@ import numpy as np
 from test_index_support import write_images
 from tiny_bundle import make_tiny_bundle
 
-from artylyze.model.bundle import load_bundle, load_manifest, write_manifest
-from artylyze.tagging.engine import TagOptions, tag_collection
 from artylyze.index.build import BuildOptions, build
+from artylyze.model.bundle import load_bundle, load_manifest, write_manifest
 from artylyze.serve.service import Service
+from artylyze.tagging.engine import TagOptions, tag_collection
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLES = REPO / "examples"

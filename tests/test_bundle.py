@@ -1,4 +1,4 @@
-"""artylyze.model.bundle: loading verifies the bundle, refuses what does not match, picks providers."""
+"""artylyze.model.bundle: loading verifies the bundle, refuses a mismatch, picks providers."""
 
 from __future__ import annotations
 

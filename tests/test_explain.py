@@ -15,7 +15,6 @@ from PIL import Image
 from tiny_bundle import make_tiny_bundle
 from typer.testing import CliRunner
 
-from artylyze.model.bundle import load_bundle, load_manifest
 from artylyze.cli.main import app
 from artylyze.explain.core import ExplainError, open_explainer
 from artylyze.explain.saliency import (
@@ -26,6 +25,7 @@ from artylyze.explain.saliency import (
     perturb,
     rise_masks,
 )
+from artylyze.model.bundle import load_bundle, load_manifest
 
 CANVAS = 448  # the synthetic image: a painting of half the side on a flat grey wall
 PAINTING = 224

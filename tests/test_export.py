@@ -20,11 +20,11 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from artylyze.model.bundle import MODEL_FILE, BundleError, load_bundle, sha256_file
 from artylyze.export import ExportError, export_bundle
 from artylyze.export import parity as parity_mod
 from artylyze.export.quantize import check_accuracy_bar, float_stem, float_tail
 from artylyze.export.samples import load_pixels, read_samples
+from artylyze.model.bundle import MODEL_FILE, BundleError, load_bundle, sha256_file
 from artylyze.train.checkpoint import save_checkpoint
 from artylyze.train.models import build_model
 

@@ -27,12 +27,12 @@ from test_tag import rows_by_path, run, tag_cli, write_pictures
 from tiny_bundle import make_tiny_bundle
 from typer.testing import CliRunner
 
-from artylyze.store import lock as lock_module
 from artylyze.cli.main import app
 from artylyze.errors import Interrupted
+from artylyze.store import OutputLock, OutputTarget
+from artylyze.store import lock as lock_module
 from artylyze.store.lock import LockedError
 from artylyze.store.signals import critical, stop_signals
-from artylyze.store import OutputLock, OutputTarget
 
 
 @pytest.fixture(scope="module")

@@ -27,7 +27,6 @@ from typer.testing import CliRunner
 
 import artylyze.tagging.core as tagging_core
 from artylyze.cli.main import app
-from artylyze.tagging.engine import DecodeJob, decode_file
 from artylyze.imaging import ImageError
 from artylyze.index.build import BuildOptions, build
 from artylyze.index.html import similar_page
@@ -35,6 +34,7 @@ from artylyze.index.report import clusters_report
 from artylyze.index.search import Gallery
 from artylyze.index.thumbs import data_uri, locate, thumbnail
 from artylyze.progress import PlainProgress, RichProgress
+from artylyze.tagging.engine import DecodeJob, decode_file
 
 MIB = 1 << 20
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from artylyze.model.bundle import DEFAULT_BUNDLE_DIR, load_bundle
 from artylyze.imaging import load_image
+from artylyze.model.bundle import DEFAULT_BUNDLE_DIR, load_bundle
 from artylyze.train.data import to_tensor
 from artylyze.train.from_bundle import recover, save_backbone
 from artylyze.train.inputs import predict

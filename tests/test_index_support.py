@@ -14,8 +14,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from PIL import Image
 
-from artylyze.model.bundle import Bundle, load_bundle
 from artylyze.imaging import load_image
+from artylyze.model.bundle import Bundle, load_bundle
 
 STYLES = ("Baroque", "Cubism", "Impressionism")
 GENRES = ("portrait", "landscape", "still_life")

@@ -6,9 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from artylyze.explain.evaluation import ece, ece_floor
 from artylyze.model.bundle import Manifest, Task
 from artylyze.model.dating import period_mass, period_of, quantiles
-from artylyze.explain.evaluation import ece, ece_floor
 from artylyze.model.predict import predictions
 from artylyze.store import make_schema
 from artylyze.train.calibrate import (
@@ -147,9 +147,9 @@ def test_a_year_head_and_calibration_travel_from_checkpoint_to_rows(wikiart, tmp
     import torch
     from typer.testing import CliRunner
 
-    from artylyze.model.bundle import load_bundle
     from artylyze.cli.main import app
     from artylyze.export import export_bundle
+    from artylyze.model.bundle import load_bundle
     from artylyze.train.calibrate import CALIBRATION_FILE
     from artylyze.train.checkpoint import save_checkpoint
     from artylyze.train.models import build_model

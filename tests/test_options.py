@@ -60,11 +60,11 @@ def test_cli_defaults_and_help_are_the_options(name: str) -> None:
 
 def test_library_defaults_are_the_options() -> None:
     from artylyze import imaging
-    from artylyze.metadata import records
-    from artylyze.export import onnx_export, quantize
     from artylyze.explain.saliency import SaliencyOptions
-    from artylyze.serve.options import ServeOptions
+    from artylyze.export import onnx_export, quantize
+    from artylyze.metadata import records
     from artylyze.metadata.sidecar import SidecarOptions
+    from artylyze.serve.options import ServeOptions
 
     assert options.Tag.max_pixels.default == imaging.DEFAULT_MAX_PIXELS
     assert options.Tag.max_bytes.default == imaging.DEFAULT_MAX_BYTES

@@ -25,9 +25,9 @@ from serve_support import (
     with_options,
 )
 
-from artylyze.model.bundle import DEFAULT_BUNDLE_DIR
 from artylyze.imaging import load_image
 from artylyze.index.store import DEFAULT_GALLERY_DIR
+from artylyze.model.bundle import DEFAULT_BUNDLE_DIR
 from artylyze.model.predict import predictions
 from artylyze.serve.app import create_app
 from artylyze.serve.options import ServeOptions

@@ -95,8 +95,9 @@ def see_dependencies(py: Path) -> None:
     editable install of the source tree stays out of sight.
     """
     sites = [p for p in sys.path if Path(p).name in ("site-packages", "dist-packages")]
-    purelib = subprocess.run([str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                             capture_output=True, text=True, check=True).stdout.strip()
+    ask = "import sysconfig; print(sysconfig.get_paths()['purelib'])"
+    purelib = subprocess.run([str(py), "-c", ask], capture_output=True, text=True,
+                             check=True).stdout.strip()
     (Path(purelib) / "_test_dependencies.pth").write_text("\n".join(sites) + "\n")
 
 

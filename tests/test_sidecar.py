@@ -21,12 +21,12 @@ import pytest
 from tagged_examples import RENOIR, copy_examples, tag
 from typer.testing import CliRunner
 
-from artylyze.model.bundle import Manifest, Task
 from artylyze.cli.main import app
-from artylyze.model.predict import predictions
 from artylyze.metadata.sidecar import SidecarOptions, readable, write_sidecars
-from artylyze.store import build_row, decode_path, make_schema, rows_to_table
 from artylyze.metadata.xmp import DC, RDF, Packet, XmpError, q, values
+from artylyze.model.bundle import Manifest, Task
+from artylyze.model.predict import predictions
+from artylyze.store import build_row, decode_path, make_schema, rows_to_table
 
 MIN_SCORE, CREATOR_MIN = 0.5, 0.8  # the defaults of `artylyze write`
 

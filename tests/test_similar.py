@@ -13,13 +13,13 @@ from PIL import Image, PngImagePlugin
 from test_index_support import tag_images, write_images
 from tiny_bundle import make_tiny_bundle
 
-from artylyze.model.bundle import BundleError
 from artylyze.index import search as search_module
 from artylyze.index.build import BuildOptions, build
 from artylyze.index.errors import IndexStoreError, ModelMismatchError
 from artylyze.index.html import similar_page
 from artylyze.index.influence import influence
 from artylyze.index.search import Gallery
+from artylyze.model.bundle import BundleError
 
 SCRIPT_NAME = "<script>x.png"
 

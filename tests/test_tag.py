@@ -21,10 +21,10 @@ from PIL import Image
 from tiny_bundle import make_tiny_bundle
 from typer.testing import CliRunner
 
-from artylyze.model.bundle import load_bundle
 from artylyze.cli.main import app
-from artylyze.tagging.engine import TagOptions, TagSummary, tag_collection
+from artylyze.model.bundle import load_bundle
 from artylyze.store import OutputLock, OutputTarget, file_path
+from artylyze.tagging.engine import TagOptions, TagSummary, tag_collection
 
 
 @pytest.fixture(scope="module")

@@ -20,8 +20,8 @@ import ray  # the [ray] extra: CI installs it; a missing one must fail, not skip
 from tiny_bundle import make_tiny_bundle
 from typer.testing import CliRunner
 
-from artylyze.model.bundle import load_bundle
 from artylyze.cli.main import app
+from artylyze.model.bundle import load_bundle
 from artylyze.tagging.engine import TagError, TagOptions, TagSummary, tag_collection
 from artylyze.tagging.ray_engine import RayOptions, plan_actors, shard_count, tag_with_ray
 

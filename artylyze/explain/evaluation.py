@@ -16,8 +16,8 @@ import pandas as pd
 
 from artylyze.atomic import atomic_write_text
 from artylyze.errors import ArtyLyzeError
-from artylyze.imaging import load_image
 from artylyze.explain.looks_at import EXAMPLES as SHEET_EXAMPLES
+from artylyze.imaging import load_image
 from artylyze.options import Evaluate
 from artylyze.train.metrics import UNKNOWN, task_metrics
 

@@ -12,10 +12,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from artylyze.index.plots import pyplot, save_figure
-from artylyze.options import Evaluate
 from artylyze.explain.overlay import overlay
 from artylyze.explain.saliency import Predictor, SaliencyOptions, perturb
+from artylyze.index.plots import pyplot, save_figure
+from artylyze.options import Evaluate
 from artylyze.train.metrics import UNKNOWN
 
 EXAMPLES: int = Evaluate.saliency.default  # right and wrong examples per class

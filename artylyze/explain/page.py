@@ -11,10 +11,10 @@ import numpy as np
 from PIL import Image
 
 from artylyze.explain.core import GRADCAM, Explained
+from artylyze.explain.overlay import colours, normalized, overlay, resized_map
 from artylyze.index.html import esc, page, write_page
 from artylyze.index.plots import pyplot, save_figure
 from artylyze.index.themes import pretty
-from artylyze.explain.overlay import colours, normalized, overlay, resized_map
 
 DISPLAY = 360  # long side of the painting in the figures, px
 GRID = 8  # the JSON's coarse map: GRID x GRID shares of the saliency

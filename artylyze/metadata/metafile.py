@@ -18,8 +18,8 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from artylyze.model.bundle import Manifest
 from artylyze.errors import ArtyLyzeError
+from artylyze.model.bundle import Manifest
 from artylyze.store import META_BUNDLE, META_ROOT, OutputTarget, decode_path
 
 BATCH_ROWS = 8192

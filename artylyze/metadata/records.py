@@ -23,8 +23,8 @@ from pathlib import Path, PurePosixPath
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from artylyze.model.bundle import sha256_file
 from artylyze.errors import ArtyLyzeError
+from artylyze.model.bundle import sha256_file
 from artylyze.options import FILE_COLUMN, ID_COLUMN
 
 RECORD_ID = "record_id"

@@ -1,4 +1,6 @@
-"""Museum record ids joined onto a meta.parquet (the table side is :mod:`artylyze.metadata.records`).
+"""Museum record ids joined onto a meta.parquet.
+
+The table side is :mod:`artylyze.metadata.records`.
 
 ``attach_records`` adds the ``record_id`` column after ``tag`` has written the output, one
 file at a time and atomically, under the output's lock. Each file records which records

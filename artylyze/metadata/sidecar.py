@@ -23,8 +23,8 @@ Atomic per file (temp file + rename); a sidecar that cannot be parsed is left al
 reported, never overwritten.
 
 This module is the file side (which rows, which paths, reading and writing);
-:mod:`artylyze.metadata.sidecar_plan` works out what a row says, :mod:`artylyze.metadata.sidecar_merge`
-merges that into a packet.
+:mod:`artylyze.metadata.sidecar_plan` works out what a row says,
+:mod:`artylyze.metadata.sidecar_merge` merges that into a packet.
 """
 
 from __future__ import annotations
@@ -49,8 +49,8 @@ from artylyze.metadata.sidecar_plan import (
     plan,
     readable,
 )
-from artylyze.store import decode_path
 from artylyze.metadata.xmp import XmpError
+from artylyze.store import decode_path
 
 __all__ = ["Plan", "SidecarError", "SidecarOptions", "SidecarReport", "apply", "plan",
            "readable", "render", "sidecar_path", "write_sidecars"]

@@ -16,9 +16,9 @@ from typing import Any
 
 from artylyze import __version__
 from artylyze.errors import ArtyLyzeError
-from artylyze.options import Write
 from artylyze.metadata.records import RECORD_ID
 from artylyze.metadata.xmp import DC, IPTC_EXT, LR, q
+from artylyze.options import Write
 
 NS = "http://ns.artylyze.org/xmp/1.0/"
 PREFIX = "artylyze"

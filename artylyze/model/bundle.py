@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from artylyze.imaging import RESIZE_POLICIES
 from artylyze.model.manifest import (
     FORMAT_VERSION,
     MANIFEST_FILE,
@@ -27,8 +28,12 @@ from artylyze.model.manifest import (
     sha256_file,
     write_manifest,
 )
-from artylyze.imaging import RESIZE_POLICIES
-from artylyze.model.runtime import available_providers, open_session, resolve_providers, usable_cores
+from artylyze.model.runtime import (
+    available_providers,
+    open_session,
+    resolve_providers,
+    usable_cores,
+)
 
 __all__ = [
     "DEFAULT_BUNDLE_DIR", "FORMAT_VERSION", "MANIFEST_FILE", "MODEL_FILE", "RESIZE_POLICIES",

@@ -17,11 +17,11 @@ from typing import Any
 
 import numpy as np
 
-from artylyze.model.bundle import Bundle, usable_cores
 from artylyze.imaging import Decoded, ImageError, load_image
 from artylyze.index.influence import influence
 from artylyze.index.search import Gallery, Query, describe
 from artylyze.index.thumbs import encode_thumbnail
+from artylyze.model.bundle import Bundle, usable_cores
 from artylyze.model.predict import Prediction, predictions
 from artylyze.serve.batching import MicroBatcher
 from artylyze.serve.catalog import Catalog

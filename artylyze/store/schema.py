@@ -9,8 +9,8 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from artylyze.model.bundle import Manifest
 from artylyze.errors import ArtyLyzeError
+from artylyze.model.bundle import Manifest
 from artylyze.model.predict import Prediction
 from artylyze.store.paths import encode_path
 

@@ -104,7 +104,7 @@ def output_errors(path: str | os.PathLike[str]) -> contextlib.AbstractContextMan
 
 
 class OutputLock(FileLock):
-    """``<out>.lock``: see :mod:`artylyze.store.lock` (atomic, taken over when its holder is gone)."""
+    """``<out>.lock``: see :mod:`artylyze.store.lock` (atomic; taken over if its holder is gone)."""
 
     def __init__(self, target: OutputTarget) -> None:
         super().__init__(target.lockfile, what=str(target.path))

@@ -24,8 +24,8 @@ import time
 from dataclasses import dataclass
 from typing import Protocol
 
-from artylyze.model.bundle import Manifest
 from artylyze.errors import ArtyLyzeError
+from artylyze.model.bundle import Manifest
 from artylyze.options import Tag as T
 from artylyze.progress import Progress
 from artylyze.store import OutputTarget, State, Store, encode_path

@@ -33,8 +33,8 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from artylyze.model.bundle import Manifest, load_bundle
 from artylyze.imaging import DEFAULT_MAX_BYTES
+from artylyze.model.bundle import Manifest, load_bundle
 from artylyze.progress import Progress
 from artylyze.store import OutputTarget, StoreError
 from artylyze.tagging import core

@@ -20,8 +20,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from artylyze.model.bundle import MODEL_FILE, load_manifest
 from artylyze.errors import ArtyLyzeError
+from artylyze.model.bundle import MODEL_FILE, load_manifest
 from artylyze.train.models import MultiTaskNet, build_model
 
 PREFIX = "model."

@@ -14,9 +14,9 @@ from pathlib import Path
 import pandas as pd
 
 from artylyze.atomic import atomic_write
-from artylyze.model.dating import PERIOD_STEP, period_of
 from artylyze.errors import ArtyLyzeError
 from artylyze.imaging import IMAGE_EXTENSIONS
+from artylyze.model.dating import PERIOD_STEP, period_of
 
 TASKS = ("style", "genre", "artist", "nationality", "period")
 DEFAULT_PERIOD_STEP = PERIOD_STEP
