@@ -12,8 +12,14 @@ What one sidecar (``painting.jpg.xmp``, beside the image or under ``sidecar_dir`
 - Keywords: confident style and genre in ``dc:subject``, every confident label but the
   artist as ``ArtyLyze|<task>|<label>`` in ``lr:hierarchicalSubject``.
 - The ArtyLyze namespace (``artylyze:``): every task's label and score, its top-k, the
-  model id, ``TaggedAt``, ``MachineGenerated = True`` and the generator, what was written
+  model id, ``TaggedAt``, ``MachineGenerated`` and the generator, what was written
   into shared fields (``Wrote``), and a digest of all of it.
+
+A label a person gave or confirmed (the review store beside meta.parquet, read through
+:func:`~artylyze.metadata.metafile.open_meta`) goes into the IPTC fields whatever the
+model's score, and the ArtyLyze namespace says so: ``<Task>Source = human``,
+``<Task>ReviewedBy``, ``<Task>ReviewedAt``; ``MachineGenerated`` stays ``True`` while any
+label in the sidecar is still the machine's (``<Task>Source = model``).
 
 Safe with sidecars that exist: other tools' properties stay as they are; a shared field
 is replaced only while it still holds what ArtyLyze wrote there last time (someone who
@@ -50,6 +56,7 @@ from artylyze.metadata.sidecar_plan import (
     readable,
 )
 from artylyze.metadata.xmp import XmpError
+from artylyze.review.overlay import PROVENANCE
 from artylyze.store import decode_path
 
 __all__ = ["Plan", "SidecarError", "SidecarOptions", "SidecarReport", "apply", "plan",
@@ -70,8 +77,8 @@ class SidecarReport:
 
 def _rows(meta: MetaFile) -> Iterator[dict[str, Any]]:
     wanted = ["path", "status", "model", "tagged_at", RECORD_ID, *EXTRA_COLUMNS]
-    for t in meta.tasks:
-        wanted += [t, f"{t}_score", f"{t}_top", f"{t}_confident"]
+    for t in meta.all_tasks:
+        wanted += [t, f"{t}_score", f"{t}_top", f"{t}_confident", *(f"{t}{s}" for s in PROVENANCE)]
     columns = [c for c in dict.fromkeys(wanted) if c in meta.names]
     for batch in meta.batches(columns):
         yield from batch.to_pylist()
@@ -115,7 +122,7 @@ def write_sidecars(meta_path: str | os.PathLike[str],
         if beside and not (root / rel).is_file():
             report.missing += 1
             continue
-        _write_one(sidecar_path(rel, folder), row, meta.tasks, options, now, report)
+        _write_one(sidecar_path(rel, folder), row, meta.all_tasks, options, now, report)
     return report
 
 
