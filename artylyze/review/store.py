@@ -23,6 +23,7 @@ import os
 import re
 import sqlite3
 import threading
+import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -155,7 +156,7 @@ class ReviewStore:
         except sqlite3.Error as e:
             raise ReviewError(f"{path}: cannot open the review store ({e})") from e
         try:
-            _prepare(conn, path)
+            _prepared(conn, path)
         except BaseException:
             conn.close()
             raise
@@ -303,6 +304,22 @@ def _checked(event: dict[str, object]) -> dict[str, object]:
     row["model"] = _text("model", event.get("model"), required=False)
     row["at"] = _text("time", event.get("at"), required=False) or now_text()
     return row
+
+
+def _prepared(conn: sqlite3.Connection, path: Path) -> None:
+    """:func:`_prepare`, tried again while another process holds the lock it needs: some
+    steps (switching a new file to WAL) take a lock without waiting on the busy timeout."""
+    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            _prepare(conn, path)
+            return
+        except ReviewError as e:
+            locked = isinstance(e.__cause__, sqlite3.OperationalError) and \
+                "locked" in str(e.__cause__)
+            if not locked or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
 
 
 def _prepare(conn: sqlite3.Connection, path: Path) -> None:
