@@ -212,20 +212,22 @@ class ReviewStore:
         return int(found)
 
     # -- reading ----------------------------------------------------------------------------
-    def events(self, task: str | None = None) -> Iterator[Event]:
-        """Every event in the order it was recorded (``task`` only, when given)."""
+    def events(self, task: str | None = None, *, sha256: str | None = None) -> Iterator[Event]:
+        """Every event in the order it was recorded (of ``task`` / one work, when given)."""
+        where = [(c, v) for c, v in (("task", task), ("sha256", sha256)) if v is not None]
         sql = f"SELECT {', '.join(_COLUMNS)} FROM events"
-        args: tuple[str, ...] = ()
-        if task is not None:
-            sql, args = sql + " WHERE task = ?", (task,)
+        if where:
+            sql += " WHERE " + " AND ".join(f"{c} = ?" for c, _ in where)
         with self._lock:
-            rows = self._read(sql + " ORDER BY id", args)
+            rows = self._read(sql + " ORDER BY id", tuple(v for _, v in where))
         for r in rows:
             yield Event(*r)
 
-    def current(self, task: str | None = None) -> dict[tuple[str, str], HumanLabel]:
-        """The standing human answer per (sha256, task): the latest event no undo took back."""
-        events = list(self.events(task))
+    def current(self, task: str | None = None, *, sha256: str | None = None
+                ) -> dict[tuple[str, str], HumanLabel]:
+        """The standing human answer per (sha256, task): the latest event no undo took back
+        (of ``task`` / one work, when given)."""
+        events = list(self.events(task, sha256=sha256))
         undone = {e.undoes for e in events if e.undoes is not None}
         out: dict[tuple[str, str], HumanLabel] = {}
         for e in events:
