@@ -4,8 +4,6 @@ becomes the event it should in the review store beside meta.parquet."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 from serve_support import serve_process, v2_collection
 from test_serve_live import browser  # noqa: F401 - the shared Chromium fixture

@@ -67,7 +67,8 @@ function render() {
   $("machine").textContent = machine
     ? `The model says ${pretty(machine.label)} (${pct(machine.score)})`
     : (builtIn(name) ? "The model gave no label" : `New task “${name}”: type its label`);
-  $("why").textContent = machine?.confident === false ? "the model is unsure" : "";
+  $("why").textContent = ["least confident first", machine?.confident === false ? "the model is unsure" : ""]
+    .filter(Boolean).join(" · ");
   $("choices").replaceChildren(...choices(work, name).map((c, i) => el("li", {},
     el("kbd", {}, String(i + 1)), " ", el("span", { class: "name" }, pretty(c.label)),
     el("span", { class: "pct muted" }, pct(c.score)))));
