@@ -50,6 +50,10 @@ def write(
     ] = False,
     embedding: Annotated[bool, typer.Option(
         "--embedding", help="CSV/JSONL: add the embedding vector.")] = False,
+    review: Annotated[Path | None, typer.Option(
+        "--review", exists=True, dir_okay=False, help="The review store whose human labels "
+        "win over the model's (default: META's own, meta.parquet.review.sqlite, if any).")
+    ] = None,
     quiet: Annotated[bool, typer.Option(
         "--quiet", "-q", help="No summary; failures still go to stderr.")] = False,
 ) -> None:
@@ -61,6 +65,7 @@ def write(
         raise typer.BadParameter("say what to write: --xmp, --csv FILE and/or --jsonl FILE",
                                  param_hint="--xmp/--csv/--jsonl")
     from artylyze.metadata.flat import FlatOptions, export_flat
+    from artylyze.metadata.metafile import AUTO
     from artylyze.metadata.sidecar import SidecarOptions, write_sidecars
 
     lines: list[str] = []
@@ -69,13 +74,13 @@ def write(
         flat = FlatOptions(top=top, embedding=embedding)
         for out, fmt in ((csv_out, "csv"), (jsonl_out, "jsonl")):
             if out is not None:
-                rows = export_flat(meta, out, fmt, flat)
+                rows = export_flat(meta, out, fmt, flat, review or AUTO)
                 lines.append(f"wrote {rows:,} rows to {out}")
         if xmp:
             options = SidecarOptions(sidecar_dir=sidecar_dir, root=root, min_score=min_score,
                                      creator_min_score=creator_min_score, creator=creator,
                                      force=force)
-            report = write_sidecars(meta, options)
+            report = write_sidecars(meta, options, review or AUTO)
             failed = report.failed
             lines.append(format_sidecars(report))
     if not quiet:

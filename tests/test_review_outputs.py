@@ -166,3 +166,17 @@ def test_a_bad_import_is_refused_whole(reviewed: dict, tmp_path: Path) -> None:
     assert "'Not_A_Style' is not a style label" in result.output
     with ReviewStore.open(review_path(reviewed["meta"])) as s:
         assert s.count() == before
+
+
+def test_write_review_names_another_store(reviewed: dict, tmp_path: Path) -> None:
+    other_store, labels = tmp_path / "other.sqlite", tmp_path / "labels.csv"
+    label = another_style(reviewed["rows"][OTHER])
+    labels.write_text(f"path,task,label\n{OTHER},style,{label}\n")
+    run("review", "import", str(labels), "--meta", str(reviewed["meta"]), "--reviewer", "Cy",
+        "--review", str(other_store))
+    run("write", str(reviewed["meta"]), "--jsonl", str(tmp_path / "out.jsonl"), "--review",
+        str(other_store))
+    rows = {r["path"]: r for r in map(json.loads, (tmp_path / "out.jsonl").read_text()
+                                      .splitlines())}
+    assert rows[OTHER]["style"] == label and rows[OTHER]["style_reviewer"] == "Cy"
+    assert "object_type" not in rows[OTHER]  # that one is only in the store beside meta

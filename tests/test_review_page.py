@@ -4,6 +4,9 @@ becomes the event it should in the review store beside meta.parquet."""
 
 from __future__ import annotations
 
+import json
+import urllib.request
+
 import pytest
 from serve_support import serve_process, v2_collection
 from test_serve_live import browser  # noqa: F401 - the shared Chromium fixture
@@ -76,4 +79,16 @@ def test_ten_works_reviewed_by_keyboard(browser, served) -> None:  # noqa: F811
     # the undone work was shown again and answered again: eleven answers, ten works
     undone = next(e for e in events if e.action == "undo")
     assert sum(x.sha256 == events[undone.undoes - 1].sha256 for x in events) == 3
+
+    # the collection page shows the person's label with the work
+    last = current[(events[-1].sha256, "style")]
+    with urllib.request.urlopen(f"{url}/v1/works?limit=200") as r:
+        works = json.load(r)["works"]
+    work = next(w for w in works if w["path"] == last.path)
+    assert work["human"]["style"]["label"] == last.label
+    page.goto(f"{url}/#/works/{work['id']}")
+    said = page.locator("#work-labels .reviewed").first
+    said.wait_for()
+    assert said.text_content() == f"{last.label.replace('_', ' ')}, says Ann Curator"
+    assert problems == []
     context.close()

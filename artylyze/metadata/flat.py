@@ -32,7 +32,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from artylyze.atomic import atomic_write
-from artylyze.metadata.metafile import MetaFile, open_meta
+from artylyze.metadata.metafile import AUTO, MetaFile, open_meta
 
 FORMATS = ("csv", "jsonl")
 
@@ -138,12 +138,15 @@ def _as_json_text(column: pa.ChunkedArray) -> pa.ChunkedArray | pa.Array:
 
 
 def export_flat(meta_path: str | os.PathLike[str], out: str | os.PathLike[str], fmt: str,
-                options: FlatOptions | None = None) -> int:
-    """Write ``out`` as ``fmt`` (csv or jsonl) from a meta.parquet; returns the rows written."""
+                options: FlatOptions | None = None,
+                review: str | os.PathLike[str] | None = AUTO) -> int:
+    """Write ``out`` as ``fmt`` (csv or jsonl) from a meta.parquet; returns the rows written.
+    Human labels of ``review`` (default: the store beside meta.parquet) win over the model's,
+    with ``<task>_source`` saying which is which."""
     if fmt not in FORMATS:
         raise ValueError(f"format must be one of {FORMATS}, got {fmt!r}")
     options = options or FlatOptions()
-    meta = open_meta(meta_path)
+    meta = open_meta(meta_path, review)
     names = columns(meta, options)
     write = _write_csv if fmt == "csv" else _write_jsonl
     written = [0]

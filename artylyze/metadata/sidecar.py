@@ -43,7 +43,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from artylyze.atomic import atomic_write
-from artylyze.metadata.metafile import MetaFile, open_meta
+from artylyze.metadata.metafile import AUTO, MetaFile, open_meta
 from artylyze.metadata.records import RECORD_ID
 from artylyze.metadata.sidecar_merge import apply, render
 from artylyze.metadata.sidecar_plan import (
@@ -97,12 +97,13 @@ def sidecar_path(image_rel: str, folder: Path) -> Path:
     return folder / (image_rel + SUFFIX)
 
 
-def write_sidecars(meta_path: str | os.PathLike[str],
-                   options: SidecarOptions | None = None) -> SidecarReport:
-    """Write or update the sidecar of every ok row of ``meta_path`` (file or part folder)."""
+def write_sidecars(meta_path: str | os.PathLike[str], options: SidecarOptions | None = None,
+                   review: str | os.PathLike[str] | None = AUTO) -> SidecarReport:
+    """Write or update the sidecar of every ok row of ``meta_path`` (file or part folder);
+    human labels of ``review`` (default: the store beside it) win over the model's."""
     options = options or SidecarOptions()
     options.check()
-    meta = open_meta(meta_path)
+    meta = open_meta(meta_path, review)
     root = options.root or (Path(meta.root) if meta.root else None)
     beside = options.sidecar_dir is None
     if beside and (root is None or not root.is_dir()):
