@@ -1,11 +1,16 @@
-"""The review queue page in Debian's Chromium (Playwright, no browser download): a reviewer
-types a name and the token, then reviews ten works from the keyboard alone; every key press
-becomes the event it should in the review store beside meta.parquet."""
+"""``serve --review`` as people use it, in its own processes: the review queue page in
+Debian's Chromium (Playwright, no browser download), where a reviewer types a name and the
+token, then reviews ten works from the keyboard alone, every key press becoming the event it
+should in the review store beside meta.parquet; and eight reviewers posting 1,000 events at
+once over real HTTP to a two-worker server, none lost."""
 
 from __future__ import annotations
 
+import http.client
 import json
+import threading
 import urllib.request
+from urllib.parse import urlsplit
 
 import pytest
 from serve_support import serve_process, v2_collection
@@ -92,3 +97,40 @@ def test_ten_works_reviewed_by_keyboard(browser, served) -> None:  # noqa: F811
     assert said.text_content() == f"{last.label.replace('_', ' ')}, says Ann Curator"
     assert problems == []
     context.close()
+
+
+def test_eight_http_clients_and_two_workers_lose_no_event(served, tmp_path) -> None:
+    _, collection = served
+    (tmp_path / "token").write_text(TOKEN)
+    with serve_process(tmp_path / "serve.log", "--index", str(collection["idx"]), "--meta",
+                       str(collection["meta"]), "--workers", "2", "--review",
+                       "--review-token-file", str(tmp_path / "token")) as url:
+        where = urlsplit(url)
+        with ReviewStore.open(review_path(collection["meta"]), create=False) as store:
+            before = store.count()
+        failures: list[str] = []
+
+        def reviewer(who: int) -> None:
+            conn = http.client.HTTPConnection(where.hostname, where.port, timeout=60)
+            for i in range(125):
+                body = json.dumps({"task": f"live_{who}", "action": "set", "label": f"v{i}",
+                                   "reviewer": f"r{who}"})
+                conn.request("POST", f"/v1/works/{(who + i) % 24}/review", body,
+                             {"X-Review-Token": TOKEN, "Content-Type": "application/json"})
+                response = conn.getresponse()
+                answer = response.read()
+                if response.status != 201:
+                    failures.append(answer.decode())
+            conn.close()
+
+        threads = [threading.Thread(target=reviewer, args=(w,)) for w in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    assert failures == []
+    with ReviewStore.open(review_path(collection["meta"]), create=False) as store:
+        events = list(store.events())[before:]
+    assert len(events) == 1000
+    assert sorted((e.task, e.label) for e in events) == sorted(
+        (f"live_{w}", f"v{i}") for w in range(8) for i in range(125))
