@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from artylyze.review import ReviewError, ReviewStore, review_path
-from artylyze.review.store import APPLICATION_ID, SCHEMA_VERSION
+from artylyze.review.sqlite import APPLICATION_ID, SCHEMA_VERSION
 
 
 def sha(text: str) -> str:
