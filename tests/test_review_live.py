@@ -95,6 +95,18 @@ def test_ten_works_reviewed_by_keyboard(browser, served) -> None:  # noqa: F811
     said = page.locator("#work-labels .reviewed").first
     said.wait_for()
     assert said.text_content() == f"{last.label.replace('_', ' ')}, says Ann Curator"
+
+    # any work can be reviewed from its page: the link opens it in the review page first
+    page.click("text=Review this work")
+    page.wait_for_url("**/review")
+    page.wait_for_selector("#work:not([hidden])")
+    assert page.text_content("#caption").endswith(last.path)
+    page.locator("body").click(position={"x": 5, "y": 5})
+    page.keyboard.press("x")  # reject the machine's label
+    progress(page, 1)
+    with ReviewStore.open(review_path(collection["meta"]), create=False) as store:
+        again = store.current("style")[(last.sha256, "style")]
+    assert again.action == "reject" and again.label is None and again.reviewer == "Ann Curator"
     assert problems == []
     context.close()
 

@@ -247,8 +247,10 @@ async function showWork(id) {
   const predicted = work.top && Object.keys(work.top).length ? work.top : work.predicted;
   const flags = Object.fromEntries(Object.entries(work.predicted)
     .filter(([, p]) => p.confident !== undefined).map(([t, p]) => [t, p.confident]));
+  const review = work.human === undefined ? [] :  // a review store is attached
+    [el("p", {}, el("a", { href: `review#/works/${Number(work.id)}` }, "Review this work"))];
   $("work-labels").replaceChildren(labelsView(predicted, { ...work.estimated, confident: flags },
-    work.recorded, work.human ?? {}), factsView(work));
+    work.recorded, work.human ?? {}), factsView(work), ...review);
   fillGrid($("work-similar"), similar.results);
 }
 

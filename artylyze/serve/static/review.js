@@ -84,11 +84,21 @@ function render() {
   $("reject").disabled = !machine;
 }
 
+// a work asked for by its link (review#/works/ID) comes before the queue
+async function asked() {
+  const found = location.hash.match(/^#\/works\/(\d+)$/);
+  if (!found) return null;
+  history.replaceState(null, "", location.pathname);
+  return api(`v1/works/${found[1]}/review`);
+}
+
 async function next() {
   showError(null);
   const name = task();
   state.current = null;
   if (!name) { render(); return; }
+  const wanted = await asked();
+  if (wanted) { state.current = wanted; render(); return; }
   state.queue = state.queue.filter((w) => !state.skipped.has(w.id));
   if (!state.queue.length) {
     const got = await api(`v1/review/queue?task=${encodeURIComponent(name)}&limit=50`);
@@ -187,6 +197,7 @@ async function start() {
   $("reject").addEventListener("click", () => post("reject"));
   $("undo").addEventListener("click", () => undo().catch(showError));
   document.addEventListener("keydown", onKey);
+  window.addEventListener("hashchange", () => next().catch(showError));
   await next();
 }
 
