@@ -5,7 +5,7 @@ One module per job: :mod:`~artylyze.store.paths` (path text), :mod:`~artylyze.st
 and the work dir live), :mod:`~artylyze.store.state` (what is known: lookup, record, sweep),
 :mod:`~artylyze.store.parts` (crash-safe chunks), :mod:`~artylyze.store.merge` (the final
 merge and swap), and :class:`~artylyze.store.run.Store`, the one object the engines call;
-:mod:`~artylyze.store.lock` (one writer per output) and :mod:`~artylyze.store.signals` (a stop
+:mod:`~artylyze.store.lock` (one writer per output) and :mod:`artylyze.signals` (a stop
 signal waits until a swap is done) keep every output on disk whole, the index's too.
 The names below are those other modules import from ``artylyze.store``.
 
