@@ -18,6 +18,7 @@ from artylyze.store.paths import decode_path, encode_path, file_path
 from artylyze.store.run import Store
 from artylyze.store.schema import (
     FIXED_COLUMNS,
+    IIIF_COLUMNS,
     KNOWN_COLUMNS,
     META_BUNDLE,
     META_REUSED,
@@ -56,7 +57,7 @@ from artylyze.store.target import (
 )
 
 __all__ = [
-    "FIXED_COLUMNS", "KNOWN_COLUMNS", "META_BUNDLE", "META_REUSED", "META_ROOT",
+    "FIXED_COLUMNS", "IIIF_COLUMNS", "KNOWN_COLUMNS", "META_BUNDLE", "META_REUSED", "META_ROOT",
     "META_SCHEMA_VERSION", "META_TOP_K", "OLD", "ROWS_PER_FILE", "ROW_GROUP_ROWS",
     "SCHEMA_VERSION", "TOP_TYPE", "YEAR_COLUMNS", "Known", "OutputLock", "OutputLockedError",
     "OutputTarget", "PartWriter", "ReuseRecord", "State", "Store", "StoreError", "build_row",
