@@ -104,9 +104,10 @@ class Walker:
                 return open(source, "rb")  # noqa: SIM115 - closed by the caller
             except OSError as e:
                 raise DocumentError(f"cannot read {source}: {e.strerror or e}") from e
-        f = tempfile.TemporaryFile()
+        f = tempfile.TemporaryFile()  # noqa: SIM115 - closed by the caller
         try:
-            self.fetcher.get(check_url(source), sink=f, accept=ACCEPT, max_bytes=DOC_MAX_BYTES)
+            self.fetcher.get(check_url(source), sink=f, accept=ACCEPT,
+                             max_bytes=DOC_MAX_BYTES)
         except BaseException:
             f.close()
             raise
