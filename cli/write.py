@@ -104,8 +104,9 @@ def _write_iiif(meta: Path, out: Path, base_url: str | None, motivation: str,
 
     r = write_iiif(meta, out, base_url, motivation, min_score)
     failed.extend((mid, f"no manifest copy: {why}") for mid, why in r.failed)
+    v2 = f"; {r.v2:,} Presentation 2.1 manifests get the page only" if r.v2 else ""
     return (f"wrote {r.annotations:,} annotations on {r.canvases:,} canvases of "
-            f"{r.manifests:,} manifests to {out} ({r.copies:,} manifest copies)")
+            f"{r.manifests:,} manifests to {out} ({r.copies:,} annotated manifest copies{v2})")
 
 
 def format_sidecars(r) -> str:

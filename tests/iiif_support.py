@@ -254,3 +254,21 @@ def write_huge_manifest(path: Path, n: int, image_base: str) -> None:
                         "type": "Annotation", "motivation": "painting",
                         "body": {"id": f"{image_base}/img/{i}.jpg", "type": "Image"}}]}]}))
         f.write("]}")
+
+
+def small_site(tmp: Path):
+    """The example paintings as plain images on a :class:`PlainServer`, a Presentation 3
+    manifest (``m3.json``) and a 2.1 one (``m21.json``) of them; returns (server, names)."""
+    root = tmp / "www"
+    root.mkdir()
+    names = sorted(p.stem for p in EXAMPLES.glob("*.jpg"))
+    for n in names:
+        shutil.copyfile(EXAMPLES / f"{n}.jpg", root / f"{n}.jpg")
+    server = PlainServer(root, Faults(b"", b""))
+    u = server.url
+    for name, make, prefix in (("m3.json", manifest_v3, "c3"), ("m21.json", manifest_v21, "c2")):
+        canvases = [{"id": f"{u}/{prefix}/{n}", "label": n.replace("_", " "), "width": 224,
+                     "height": 224, "image": f"{u}/{n}.jpg"} for n in names]
+        (root / name).write_text(json.dumps(make(f"{u}/{name}", "Example paintings",
+                                                 canvases)))
+    return server, names

@@ -8,8 +8,11 @@ Per manifest, in ``OUT_DIR/<key>/`` (``key``: 16 hex digits of the manifest id's
   ``target`` the canvas; the score, task and model in ArtyLyze's extension terms
   (``artylyze:score``...; their JSON-LD context is ``OUT_DIR/context.json``, listed before
   the Presentation 3 context as the IIIF extension rules ask).
+- ``canvas/<n>.json``: the same annotations, one page per canvas (n: its place in the
+  manifest's rows): a viewer lists every annotation of a page it is given on the canvas
+  that references it, whatever their targets (Mirador 4 does), so each canvas gets its own;
 - ``manifest.json``: a copy of the source manifest (Presentation 3 only) whose canvases
-  list that page in ``annotations``, with its id under ``--base-url``.
+  list their page in ``annotations``, with its id under ``--base-url``.
 
 Plus ``collection.json`` listing the copies. Everything is built and then read back with
 ``iiif-prezi3``, the IIIF community's models. Only labels the model is sure of go out (the
@@ -47,6 +50,10 @@ class IiifWriteError(ArtyLyzeError):
     """meta.parquet holds no IIIF rows, or the options are wrong."""
 
 
+class NotPresentation3(ValueError):
+    """A 2.1 manifest: its canvases cannot list a Presentation 3 AnnotationPage."""
+
+
 @dataclass
 class IiifWriteReport:
     manifests: int = 0
@@ -54,6 +61,7 @@ class IiifWriteReport:
     canvases: int = 0
     skipped: int = 0  # error rows, and labels below the bar
     copies: int = 0
+    v2: int = 0  # Presentation 2.1 manifests: page only, no copy (2.1 cannot list it)
     failed: list[tuple[str, str]] = field(default_factory=list)  # (manifest, why no copy)
 
 
@@ -88,27 +96,39 @@ def write_iiif(meta_path: str | os.PathLike[str], out_dir: str | os.PathLike[str
     for mid, canvases in groups.items():
         key = manifest_key(mid)
         page_url = f"{base}/{key}/annotations.json"
-        (out / key).mkdir(parents=True, exist_ok=True)
-        page = build_page(page_url, canvases, motivation, model, generated,
-                          f"{base}/{CONTEXT_FILE}")
-        atomic_write_text(out / key / "annotations.json", json.dumps(page, ensure_ascii=False,
-                                                                     indent=1))
+        (out / key / "canvas").mkdir(parents=True, exist_ok=True)
+        context = f"{base}/{CONTEXT_FILE}"
+        numbered = list(enumerate(canvases))
+        page = build_page(page_url, numbered, motivation, model, generated, context,
+                          f"{base}/{key}/annotations")
+        _write_json(out / key / "annotations.json", page)
+        pages: dict[str, str] = {}
+        for i, c in numbered:
+            pages[c.id] = f"{base}/{key}/canvas/{i}.json"
+            _write_json(out / key / "canvas" / f"{i}.json",
+                        build_page(pages[c.id], [(i, c)], motivation, model, generated, context,
+                                   f"{base}/{key}/annotations"))
         report.manifests += 1
         report.canvases += len(canvases)
         report.annotations += len(page["items"])
         try:
             source = _read_source(sources[mid], fetcher)
-            copy = annotated_copy(source, f"{base}/{key}/manifest.json", page_url,
-                                  {c.id for c in canvases})
+            copy = annotated_copy(source, f"{base}/{key}/manifest.json", pages)
+        except NotPresentation3:
+            report.v2 += 1
+            continue
         except (ArtyLyzeError, OSError, ValueError) as e:
             report.failed.append((mid, str(e)))
             continue
-        atomic_write_text(out / key / "manifest.json", json.dumps(copy, ensure_ascii=False,
-                                                                  indent=1))
+        _write_json(out / key / "manifest.json", copy)
         report.copies += 1
     _collection(out, base, groups, report)
     atomic_write_text(out / CONTEXT_FILE, json.dumps({"@context": {"artylyze": NS}}, indent=1))
     return report
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    atomic_write_text(path, json.dumps(data, ensure_ascii=False, indent=1))
 
 
 def _model_id(meta: dict[bytes, bytes]) -> str | None:
@@ -145,17 +165,18 @@ def _group(meta, min_score: float):
     return groups, sources, report
 
 
-def build_page(page_url: str, canvases: list[_Canvas], motivation: str, model: str | None,
-               generated: str, context_url: str) -> dict[str, Any]:
+def build_page(page_url: str, canvases: list[tuple[int, _Canvas]], motivation: str,
+               model: str | None, generated: str, context_url: str,
+               anno_base: str) -> dict[str, Any]:
     """The AnnotationPage, built with iiif-prezi3, then ArtyLyze's extension terms added."""
     from iiif_prezi3 import Annotation, AnnotationPage, TextualBody
 
     items, ext = [], []
-    for i, c in enumerate(canvases):
+    for i, c in canvases:
         for task, label, score in c.labels:
             kwargs = {"created": c.created.isoformat(timespec="seconds")} if c.created else {}
             items.append(Annotation(
-                id=f"{page_url.removesuffix('.json')}/{i}/{task}", motivation=motivation,
+                id=f"{anno_base}/{i}/{task}", motivation=motivation,
                 body=TextualBody(type="TextualBody", value=label, format="text/plain",
                                  purpose=motivation),
                 target=c.id, creator=CREATOR, generated=generated, **kwargs))
@@ -181,26 +202,32 @@ def _read_source(source: str, fetcher: Any) -> dict[str, Any]:
     return json.loads(Path(source).read_text(encoding="utf-8"))
 
 
-def annotated_copy(source: dict[str, Any], copy_id: str, page_url: str,
-                   canvas_ids: set[str]) -> dict[str, Any]:
-    """The manifest with its tagged canvases listing the page; loaded and written by
-    iiif-prezi3, so what it cannot read is refused (ValueError) rather than published."""
+def annotated_copy(source: dict[str, Any], copy_id: str,
+                   pages: dict[str, str]) -> dict[str, Any]:
+    """The manifest with each tagged canvas listing its page (``pages``: canvas id -> page
+    URL); loaded and written by iiif-prezi3, so what it cannot read is refused (ValueError)
+    rather than published."""
     from iiif_prezi3 import Manifest
 
     if "presentation/3" not in json.dumps(source.get("@context", "")):
-        raise ValueError("not a Presentation 3 manifest: only the AnnotationPage is written "
-                         "(a 2.1 manifest cannot list it)")
+        raise NotPresentation3("only the AnnotationPage is written for a 2.1 manifest")
     data = json.loads(json.dumps(source))
     data["id"] = copy_id
-    ref = {"id": page_url, "type": "AnnotationPage"}
+    ours = set(pages.values())
     for canvas in data.get("items", []):
-        if canvas.get("id") in canvas_ids:
+        if canvas.get("id") in pages:
             canvas["annotations"] = [a for a in canvas.get("annotations", [])
-                                     if a.get("id") != page_url] + [ref]
+                                     if a.get("id") not in ours] + [
+                {"id": pages[canvas["id"]], "type": "AnnotationPage"}]
     try:
-        return json.loads(Manifest(**data).json())
+        copy = json.loads(Manifest(**data).json())
     except Exception as e:  # pydantic's ValidationError, whatever the source got wrong
         raise ValueError(f"iiif-prezi3 cannot load it: {str(e)[:300]}") from e
+    for canvas in copy.get("items", []):  # prezi3 writes the reference with "items": [],
+        for a in canvas.get("annotations", []):  # which a viewer reads as an empty page
+            if a.get("id") in ours and not a.get("items"):
+                a.pop("items", None)
+    return copy
 
 
 def _collection(out: Path, base: str, groups: dict[str, list[_Canvas]],
