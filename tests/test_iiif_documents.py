@@ -158,11 +158,11 @@ def test_100k_canvases_stream_in_flat_memory(tmp_path: Path) -> None:
       "sizes": [{"width": 250, "height": 125}, {"width": 500, "height": 250},
                 {"width": 1000, "height": 500}]},
      ("http://s/i/full/500,/0/default.jpg", "500,")),
-    # level 0, v3, only tiles: the whole image as one tile at a scale factor
+    # level 0, v3, only tiles: the whole image as one tile at the scale factor that covers
     ({"@context": "http://iiif.io/api/image/3/context.json", "id": "http://s/i",
       "type": "ImageService3", "profile": "level0", "width": 1024, "height": 768,
       "tiles": [{"width": 512, "scaleFactors": [1, 2, 4]}]},
-     ("http://s/i/full/256,192/0/default.jpg", "256,192")),
+     ("http://s/i/full/512,384/0/default.jpg", "512,384")),  # 256x192 is too small
     # level 0, nothing listed: max
     ({"@context": "http://iiif.io/api/image/3/context.json", "id": "http://s/i",
       "type": "ImageService3", "profile": "level0", "width": 1024, "height": 768},
@@ -196,3 +196,26 @@ def test_fetcher_refuses_other_schemes_and_parses_retry_after() -> None:
     assert retry_after("7") == 7.0
     assert retry_after("Wed, 21 Oct 2015 07:28:00 GMT", now=1445412470.0) == 10.0
     assert retry_after("soon") is None and retry_after(None) is None
+
+
+def test_help_and_folder_tagging_import_no_iiif_library(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from iiif_support import BUNDLE, EXAMPLES
+
+    code = f"""
+import sys
+from typer.testing import CliRunner
+from artylyze.cli.main import app
+r = CliRunner().invoke(app, ["tag", "--help"])
+assert r.exit_code == 0 and "IIIF" in r.output
+r = CliRunner().invoke(app, ["tag", {str(EXAMPLES)!r}, "--out", {str(tmp_path / 'm.parquet')!r},
+                             "--model", {str(BUNDLE)!r}, "-q"])
+assert r.exit_code == 0, r.output
+print(sorted(m for m in ("httpx", "ijson", "iiif_prezi3", "artylyze.iiif") if m in sys.modules))
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "[]"
