@@ -142,7 +142,7 @@ class Fetcher:
 
     def _follow(self, url: str, sink: IO[bytes] | None, accept: str | None,
                 limit: int) -> Fetched:
-        seen = {url}
+        first, seen = url, {url}
         for _ in range(self.options.max_redirects + 1):
             location = self._once(url, sink, accept, limit)
             if isinstance(location, Fetched):
@@ -155,8 +155,8 @@ class Fetcher:
                 raise FetchError(f"redirect loop at {url}", kind="redirect")
             seen.add(nxt)
             url = nxt
-        raise FetchError(f"more than {self.options.max_redirects} redirects from "
-                         f"{next(iter(seen))}", kind="redirect")
+        raise FetchError(f"more than {self.options.max_redirects} redirects from {first}",
+                         kind="redirect")
 
     def _once(self, url: str, sink: IO[bytes] | None, accept: str | None,
               limit: int) -> Fetched | str:
