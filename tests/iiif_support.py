@@ -80,6 +80,8 @@ class Faults:
     def __init__(self, image: bytes, big: bytes) -> None:
         self.image, self.big = image, big
         self.level2 = ""  # the reference server's URL, for /l2/ (see _level2)
+        self.agents: set[str] = set()
+        self.inflight = self.most_inflight = 0
         self.hits: Counter[str] = Counter()
         self.lock = threading.Lock()
 
@@ -124,6 +126,7 @@ def _handler(root: Path, faults: Faults):
         def do_GET(self) -> None:  # noqa: N802 - http.server's name
             path = urlsplit(self.path).path
             n = faults.hit(path)
+            faults.agents.add(self.headers.get("User-Agent", ""))
             if path.startswith("/l2/") and path.endswith("/info.json") and faults.level2:
                 return self._level2(path)
             if not path.startswith("/fault/"):
@@ -150,6 +153,24 @@ def _handler(root: Path, faults: Faults):
                 self._send(200, faults.big)
             elif name == "page.jpg":
                 self._send(200, b"<html><body>a page</body></html>", "text/html")
+            elif name == "down.jpg":  # 503 for ever
+                self._send(503, b"down", "text/plain")
+            elif name == "later.jpg":  # come back in an hour
+                self._send(429, b"later", "text/plain", {"Retry-After": "3600"})
+            elif name.startswith("chain-"):  # chain-N redirects N times, then the image
+                left = int(name.removeprefix("chain-").removesuffix(".jpg"))
+                if left:
+                    self._send(302, b"", "text/plain", {"Location": f"chain-{left - 1}.jpg"})
+                else:
+                    self._send(200, faults.image)
+            elif name.startswith("count-"):  # counts requests in flight at once
+                with faults.lock:
+                    faults.inflight += 1
+                    faults.most_inflight = max(faults.most_inflight, faults.inflight)
+                time.sleep(0.2)
+                with faults.lock:
+                    faults.inflight -= 1
+                self._send(200, faults.image)
             elif name == "notjson.json":
                 self._send(200, b"<html>this is no manifest</html>", "application/json")
             else:
