@@ -1,4 +1,5 @@
-"""``artylyze tag``: parse options, call :func:`artylyze.tagging.engine.tag_collection`, print.
+"""``artylyze tag``: parse options, call :func:`artylyze.tagging.engine.tag_collection` (or, for
+a IIIF URL or JSON file, :func:`artylyze.tagging.iiif_source.tag_iiif`), print.
 
 Exit status (the policy of :mod:`artylyze.cli.errors`): 0 when the run completed, even if
 some files are bad (they get error rows); 1 with ``--strict`` and any bad file or unreadable

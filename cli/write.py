@@ -1,4 +1,5 @@
-"""``artylyze write``: meta.parquet -> XMP sidecars, CSV, JSON lines (where curators read).
+"""``artylyze write``: meta.parquet -> XMP sidecars, CSV, JSON lines (where curators read), and
+IIIF Web Annotations (:mod:`artylyze.metadata.iiif_annotations`).
 
 Exit status: 0 when everything asked was written; 1 when some sidecars could not be (an
 existing sidecar that is not XMP is left alone and listed); 2 when nothing could start
@@ -62,7 +63,8 @@ def write(
     motivation: Annotated[str, option(O.motivation, "--motivation")] = O.motivation.default,
 ) -> None:
     """Write the labels of META where curators use them: XMP sidecars (incremental: only
-    sidecars whose row changed are rewritten), CSV or JSON lines. Originals are never
+    sidecars whose row changed are rewritten), CSV or JSON lines, or (META tagged from IIIF)
+    Web Annotations and annotated manifests a IIIF viewer shows. Originals are never
     touched."""
     xmp = xmp or sidecar_dir is not None
     if not (xmp or csv_out or jsonl_out or iiif):
