@@ -122,3 +122,31 @@ def test_meta_of_a_folder_is_refused(tmp_path: Path) -> None:
     assert code == 2 and "not made from a IIIF document" in output
     assert not (tmp_path / "anno").exists()
     assert "iiif_manifest" not in pq.read_schema(meta).names  # folder output: schema as before
+
+
+def test_a_persons_label_is_published_as_theirs(tagged) -> None:
+    """A reviewed label goes out whatever the model's score, credited to the reviewer."""
+    from artylyze.review.store import ReviewStore, review_path
+
+    tmp, server, meta = tagged
+    rows = [r for r in pq.read_table(meta).to_pylist() if r["status"] == "ok"]
+    row = min(rows, key=lambda r: r["genre_score"])  # the model's least sure genre
+    with ReviewStore.open(review_path(meta)) as store:
+        store.add(sha256=row["sha256"], path=row["path"], task="genre", action="correct",
+                  reviewer="Ann Curator", label="sketch and study")
+    try:
+        out = tmp / "anno-reviewed"
+        code, output = run("write", str(meta), "--iiif", str(out))
+        assert code == 0, output
+        page = json.loads((out / manifest_key(f"{server.url}/m3.json") /
+                           "annotations.json").read_text())
+        AnnotationPage(**page)
+        mine = [a for a in page["items"]
+                if a["target"] == row["path"] and a["artylyze:task"] == "genre"]
+        assert [a["body"]["value"] for a in mine] == ["sketch and study"]
+        assert mine[0]["artylyze:source"] == "human"
+        assert mine[0]["creator"] == {"type": "Person", "name": "Ann Curator"}
+        others = [a for a in page["items"] if a not in mine]
+        assert others and all(a["artylyze:source"] == "model" for a in others)
+    finally:
+        review_path(meta).unlink()

@@ -17,7 +17,8 @@ Per manifest, in ``OUT_DIR/<key>/`` (``key``: 16 hex digits of the manifest id's
 Plus ``collection.json`` listing the copies. Everything is built and then read back with
 ``iiif-prezi3``, the IIIF community's models. Only labels the model is sure of go out (the
 ``<task>_confident`` flag where the model has one, else ``min_score``): an annotation is
-published data. Human-reviewed labels will take precedence once the review store lands.
+published data. A label a person gave or confirmed (the review store) always goes out,
+with `"artylyze:source": "human"` and that person as its creator.
 """
 
 from __future__ import annotations
@@ -65,10 +66,19 @@ class IiifWriteReport:
     failed: list[tuple[str, str]] = field(default_factory=list)  # (manifest, why no copy)
 
 
+@dataclass(frozen=True)
+class _Label:
+    task: str
+    label: str
+    score: float | None  # the machine's score (kept beside a person's label)
+    reviewer: str | None = None  # set when a person gave or confirmed the label
+    reviewed_at: str | None = None
+
+
 @dataclass
 class _Canvas:
     id: str
-    labels: list[tuple[str, str, float]]  # (task, label, score)
+    labels: list[_Label]
     created: datetime | None
 
 
@@ -142,7 +152,8 @@ def _group(meta, min_score: float):
     tasks = meta.tasks
     cols = ["path", "status", "tagged_at", *IIIF_COLUMNS[:1], "iiif_manifest_source",
             *tasks, *(f"{t}_score" for t in tasks),
-            *(f"{t}_confident" for t in tasks if f"{t}_confident" in meta.names)]
+            *(f"{t}_{c}" for t in tasks for c in ("confident", "source", "reviewer", "reviewed_at")
+              if f"{t}_{c}" in meta.names)]
     groups: dict[str, list[_Canvas]] = defaultdict(list)
     sources: dict[str, str] = {}
     report = IiifWriteReport()
@@ -156,11 +167,15 @@ def _group(meta, min_score: float):
             labels = []
             for t in tasks:
                 label, score = row[t], row[f"{t}_score"]
+                human = row.get(f"{t}_source") == "human"
                 sure = row.get(f"{t}_confident")
-                if label is None or not (sure if sure is not None else score >= min_score):
+                if label is None or not (human or (sure if sure is not None
+                                                   else score is not None and score >= min_score)):
                     report.skipped += 1
                     continue
-                labels.append((t, label, float(score)))
+                labels.append(_Label(t, label, None if score is None else float(score),
+                                     row.get(f"{t}_reviewer") if human else None,
+                                     row.get(f"{t}_reviewed_at") if human else None))
             groups[mid].append(_Canvas(row["path"], labels, row["tagged_at"]))
     return groups, sources, report
 
@@ -173,19 +188,26 @@ def build_page(page_url: str, canvases: list[tuple[int, _Canvas]], motivation: s
 
     items, ext = [], []
     for i, c in canvases:
-        for task, label, score in c.labels:
+        for lab in c.labels:
             kwargs = {"created": c.created.isoformat(timespec="seconds")} if c.created else {}
             items.append(Annotation(
-                id=f"{anno_base}/{i}/{task}", motivation=motivation,
-                body=TextualBody(type="TextualBody", value=label, format="text/plain",
+                id=f"{anno_base}/{i}/{lab.task}", motivation=motivation,
+                body=TextualBody(type="TextualBody", value=lab.label, format="text/plain",
                                  purpose=motivation),
                 target=c.id, creator=CREATOR, generated=generated, **kwargs))
-            ext.append({"artylyze:task": task, "artylyze:score": round(score, 4),
-                        "artylyze:model": model, "artylyze:source": "model"})
+            terms: dict[str, Any] = {
+                "artylyze:task": lab.task, "artylyze:model": model,
+                "artylyze:score": None if lab.score is None else round(lab.score, 4),
+                "artylyze:source": "model" if lab.reviewer is None else "human"}
+            if lab.reviewer is not None:  # a person's label: they are its creator, not us
+                terms["creator"] = {"type": "Person", "name": lab.reviewer}
+                if lab.reviewed_at:
+                    terms["created"] = str(lab.reviewed_at)
+            ext.append(terms)
     page = json.loads(AnnotationPage(id=page_url, items=items).json())
     for anno, terms in zip(page["items"], ext, strict=True):
-        anno.update(terms)
         anno["creator"] = CREATOR  # prezi3 normalises the URL with a trailing slash
+        anno.update(terms)
     page["@context"] = [context_url, PRESENTATION3]
     AnnotationPage(**page)  # read back: a page prezi3 cannot load is a bug, not output
     return page
