@@ -256,5 +256,5 @@ def load_index(path: str | Path) -> faiss.Index:
         raise IndexStoreError(f"{path}: FAISS index file is missing")
     try:
         return faiss.read_index(str(path))
-    except RuntimeError as e:
+    except (RuntimeError, MemoryError) as e:
         raise IndexStoreError(f"{path}: not a readable FAISS index (corrupt or truncated?)") from e

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ from typing import Any
 from artylyze.atomic import atomic_write_text
 from artylyze.index.errors import IndexStoreError
 from artylyze.model.bundle import sha256_file
+from artylyze.untrusted import UntrustedFileError, read_json
 
 FORMAT_VERSION = 1
 KIND = "artylyze-index"
@@ -27,6 +29,8 @@ PCA_FILE = "pca.npz"
 CLUSTERS_FILE = "clusters.npz"
 THEMES_FILE = "themes.json"
 THUMBS_FILE = "thumbs.parquet"
+#: A manifest lists a few files and settings: a few KB; anything this big is not one.
+MAX_MANIFEST_BYTES = 16 * 1024**2
 INDEX_FILES = frozenset({MANIFEST_FILE, FAISS_FILE, ROWS_FILE, PCA_FILE, CLUSTERS_FILE,
                          THEMES_FILE, THUMBS_FILE})
 #: Keys written only when set, so an index without them keeps the JSON it always had.
@@ -156,21 +160,22 @@ def read_manifest(path: str | Path) -> IndexManifest:
     if not file.is_file():
         raise IndexStoreError(f"{path}: no {MANIFEST_FILE}; not an ArtyLyze index (or its "
                               "build did not finish)")
-    try:
-        data = json.loads(file.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise IndexStoreError(f"{file}: not valid JSON ({e})") from e
+    try:  # a regular file of bounded size, parsed without ValueError or RecursionError
+        data = read_json(file, MAX_MANIFEST_BYTES)
+    except UntrustedFileError as e:
+        raise IndexStoreError(f"{file}: {e.reason}") from e
     return IndexManifest.from_dict(data, file)
 
 
 def listed_files(index_dir: Path) -> set[str] | None:
     """The file names an existing folder's manifest lists: None without a manifest;
     raises when the manifest is another program's (the folder is not ours to replace)."""
-    try:
-        data = json.loads((index_dir / MANIFEST_FILE).read_text())
-    except FileNotFoundError:
+    file = index_dir / MANIFEST_FILE
+    if not os.path.lexists(file):
         return None
-    except (OSError, ValueError):
+    try:
+        data = read_json(file, MAX_MANIFEST_BYTES)
+    except UntrustedFileError:
         data = {}
     if not isinstance(data, dict) or data.get("kind") != KIND:
         raise IndexStoreError(f"--out {index_dir}: its {MANIFEST_FILE} is not an ArtyLyze "
