@@ -44,19 +44,21 @@ def read_regular(path: str | os.PathLike[str], max_bytes: int = SMALL_FILE_BYTES
         fd = os.open(name, flags)
     except OSError as e:
         raise UntrustedFileError(name, (e.strerror or str(e)).lower(), "unreadable") from e
-    with os.fdopen(fd, "rb") as f:
-        try:
-            st = os.fstat(fd)
-            if not stat.S_ISREG(st.st_mode):
-                what = "a folder" if stat.S_ISDIR(st.st_mode) else "not a regular file"
-                raise UntrustedFileError(name, f"{what}; not read", "not_regular")
-            if st.st_size > max_bytes:
-                raise UntrustedFileError(name, f"{st.st_size:,} bytes, more than the "
-                                         f"{max_bytes:,} such a file may have; not read",
-                                         "too_large")
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            what = "a folder" if stat.S_ISDIR(st.st_mode) else "not a regular file"
+            raise UntrustedFileError(name, f"{what}; not read", "not_regular")
+        if st.st_size > max_bytes:
+            raise UntrustedFileError(name, f"{st.st_size:,} bytes, more than the "
+                                     f"{max_bytes:,} such a file may have; not read",
+                                     "too_large")
+        with os.fdopen(os.dup(fd), "rb") as f:
             data = f.read(max_bytes + 1)
-        except OSError as e:
-            raise UntrustedFileError(name, (e.strerror or str(e)).lower(), "unreadable") from e
+    except OSError as e:
+        raise UntrustedFileError(name, (e.strerror or str(e)).lower(), "unreadable") from e
+    finally:
+        os.close(fd)
     if len(data) > max_bytes:  # it grew while being read
         raise UntrustedFileError(name, f"more than {max_bytes:,} bytes; not read", "too_large")
     return data
