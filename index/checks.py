@@ -133,7 +133,87 @@ def read_npz(file: Path) -> dict[str, np.ndarray]:
                 if _member_bytes(z, m) > m.file_size:
                     raise ValueError(f"array {m.filename!r} declares more than its bytes")
         with np.load(file, allow_pickle=False) as data:
-            return {k: data[k] for k in data.files}
+            arrays = {k: data[k] for k in data.files}
+        for name, arr in arrays.items():  # NaN in a mixture or PCA turns every answer NaN
+            if arr.dtype.kind in "fc" and not np.isfinite(arr).all():
+                raise ValueError(f"array {name!r} holds NaN or infinity")
+        return arrays
     except (OSError, ValueError, zipfile.BadZipFile, EOFError, KeyError, SyntaxError,
             TypeError, MemoryError, OverflowError) as e:
         raise IndexStoreError(f"{file}: not a readable npz file ({e})") from e
+
+
+# -- themes.json: every field a page or command reads, with its type -----------------------
+
+_NUM = "number"
+
+
+def _is(value: Any, kind: Any) -> bool:
+    if kind == _NUM:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if kind is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, kind)
+
+
+def _need(d: Any, key: str, kind: Any, where: str, optional: bool = False) -> Any:
+    if not isinstance(d, dict):
+        raise ValueError(f"{where} is not an object")
+    if key not in d and optional:
+        return None
+    value = d.get(key)
+    if not _is(value, kind):
+        name = kind if isinstance(kind, str) else kind.__name__
+        raise ValueError(f"{where}.{key} is {type(value).__name__}, not {name}")
+    return value
+
+
+def _sweep(d: dict[str, Any], where: str, fields: tuple[str, ...]) -> None:
+    _need(d, "k", int, where)
+    _need(d, "chosen_by", str, where)
+    for i, row in enumerate(_need(d, "sweep", list, where)):
+        _need(row, "k", int, f"{where}.sweep[{i}]")
+        for name in fields:
+            _need(row, name, _NUM, f"{where}.sweep[{i}]", optional=name != fields[0])
+
+
+def check_themes(themes: Any, k: int, file: Path) -> None:
+    """Refuse a themes document that a page would trip over (a number where a name belongs,
+    a cluster id out of range, an affinity matrix of the wrong shape)."""
+    try:
+        items = _need(themes, "themes", list, "themes.json")
+        if len(items) != k:
+            raise ValueError(f"{len(items)} themes for {k} clusters")
+        for i, t in enumerate(items):
+            where = f"themes[{i}]"
+            if _need(t, "id", int, where) != i:
+                raise ValueError(f"{where}.id is not {i}")
+            if _need(t, "size", int, where) < 0:
+                raise ValueError(f"{where}.size is negative")
+            _need(t, "name", str, where)
+            _need(t, "weight", _NUM, where, optional=True)
+            for field, v in _need(t, "labels", dict, where).items():
+                _need(v, "source", str, f"{where}.labels.{field}")
+                for j, top in enumerate(_need(v, "top", list, f"{where}.labels.{field}")):
+                    _need(top, "label", str, f"{where}.labels.{field}.top[{j}]")
+                    _need(top, "share", _NUM, f"{where}.labels.{field}.top[{j}]")
+            for j, c in enumerate(_need(t, "closest", list, where, optional=True) or []):
+                if not 0 <= _need(c, "id", int, f"{where}.closest[{j}]") < k:
+                    raise ValueError(f"{where}.closest[{j}].id is out of range")
+                _need(c, "name", str, f"{where}.closest[{j}]")
+                _need(c, "similarity", _NUM, f"{where}.closest[{j}]")
+        affinity = _need(themes, "affinity", list, "themes.json")
+        if len(affinity) != k or not all(isinstance(r, list) and len(r) == k and
+                                         all(_is(x, _NUM) for x in r) for r in affinity):
+            raise ValueError(f"affinity is not a {k} x {k} matrix of numbers")
+        for source in _need(themes, "label_sources", dict, "themes.json").values():
+            if not isinstance(source, str):
+                raise ValueError("label_sources holds a non-text value")
+        _sweep(_need(themes, "kmeans", dict, "themes.json"), "kmeans",
+               ("inertia", "silhouette", "davies_bouldin"))
+        gmm = _need(themes, "gmm", dict, "themes.json")
+        _sweep(gmm, "gmm", ("bic",))
+        _need(gmm, "covariance", str, "gmm")
+        _need(gmm, "dims", int, "gmm")
+    except ValueError as e:
+        raise IndexStoreError(f"{file}: {e}") from e

@@ -41,6 +41,8 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "search_params": (dict, type(None)), "pca": (dict, type(None)),
     "bundle_dir": (str, type(None)), "tasks": (list,), "clusters": (dict,),
     "trained": (dict, type(None)), "stream": (dict, type(None)),
+    "bundle": (dict, type(None)), "label_sources": (dict,), "metric": (str,),
+    "recall_at_10": (float, int), "recall_queries": (int,), "created": (str,),
 }
 _REQUIRED = ("model_id", "dim", "index_dim", "count", "files", "index_type")
 
@@ -122,6 +124,13 @@ def _check_types(d: dict[str, Any], file: Path) -> None:
     for key in ("dim", "index_dim", "count"):
         if d[key] < 0:
             raise IndexStoreError(f"{file}: {key!r} is negative")
+    if not all(isinstance(t, str) for t in d["tasks"]):
+        raise IndexStoreError(f"{file}: 'tasks' holds a value that is not text")
+    for key in ("search_params", "clusters", "label_sources"):
+        for name, value in (d.get(key) or {}).items():
+            ok = isinstance(value, int) if key == "search_params" else True
+            if not isinstance(name, str) or not ok or isinstance(value, bool):
+                raise IndexStoreError(f"{file}: {key!r} holds {name!r}: {value!r}")
     for name, info in d["files"].items():
         if name not in INDEX_FILES and (Path(name).name != name or name.startswith(".")):
             raise IndexStoreError(f"{file}: lists {name!r}, which is not a file of the index "

@@ -35,7 +35,7 @@ import pyarrow.parquet as pq
 
 from artylyze.atomic import atomic_write, recover_dir, replace_dir
 from artylyze.errors import writing
-from artylyze.index.checks import check_rows, read_npz, thumb_column
+from artylyze.index.checks import check_rows, check_themes, read_npz, thumb_column
 from artylyze.index.clusters import Gmm
 from artylyze.index.errors import IndexStoreError
 from artylyze.index.faiss_check import check_faiss_file
@@ -238,7 +238,7 @@ def _verify(path: Path, files: dict[str, Any]) -> None:
 def _parquet(file: Path) -> pa.Table:
     try:  # ParquetFile, not read_table: it skips pyarrow.dataset (and its pandas import)
         return pq.ParquetFile(file).read()
-    except (pa.ArrowInvalid, OSError) as e:
+    except (pa.ArrowException, OSError, MemoryError, ValueError) as e:  # every way it fails
         raise IndexStoreError(f"{file}: not a readable Parquet file ({e})") from e
 
 
@@ -285,9 +285,5 @@ def _load_parts(path: Path, manifest: IndexManifest, index: faiss.Index,
         themes = read_json(path / THEMES_FILE)
     except UntrustedFileError as e:
         raise IndexStoreError(f"{path / THEMES_FILE}: {e.reason}") from e
-    if not isinstance(themes, dict) or not isinstance(themes.get("themes", []), list):
-        raise IndexStoreError(f"{path / THEMES_FILE}: not a themes object")
-    if len(themes.get("themes", [])) != clusters.gmm.k:
-        raise IndexStoreError(f"{path / THEMES_FILE}: {len(themes.get('themes', []))} themes "
-                              f"for {clusters.gmm.k} clusters")
+    check_themes(themes, clusters.gmm.k, path / THEMES_FILE)
     return IndexDir(path, manifest, index, rows, pca, clusters, themes)
