@@ -48,7 +48,7 @@ def journey_chart(counts: np.ndarray, styles: list[str], periods: list[str], sou
         for share, label, colour in zip(shares[:, 0], labels, colours, strict=True):
             ax.bar(x, [share], bottom=bottom, width=0.6, label=label, color=colour, alpha=0.9)
             bottom += float(share)
-    ax.set(ylim=(0, 1), xlim=(x[0] - 0.3, x[-1] + 0.3) if len(x) > 1 else None,
+    ax.set(ylim=(0, 1), xlim=(x[0] - 0.3, x[-1] + 0.3) if len(x) > 1 else (-1.5, 1.5),
            ylabel="share of the period's works",
            title=f"The journey of styles through time ({source} labels)")
     ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=9, title="style",

@@ -229,6 +229,6 @@ def check_faiss_file(path: str | Path, dim: int, count: int) -> None:
             if r.left():
                 raise _Bad(f"has {r.left():,} bytes after the index")
     except _Bad as e:
-        raise IndexStoreError(f"{path}: not a usable FAISS index: {e}") from e
+        raise IndexStoreError(f"{path}: not a readable FAISS index: {e}") from e
     except (OSError, struct.error) as e:
         raise IndexStoreError(f"{path}: cannot read the FAISS index ({e})") from e

@@ -120,7 +120,7 @@ def test_faiss_headers_declaring_huge_counts_are_refused_before_faiss(built, tmp
         raise AssertionError("faiss.read_index was reached")
 
     monkeypatch.setattr("artylyze.index.store.load_index", never)
-    with pytest.raises(IndexStoreError, match="not a usable FAISS index"):
+    with pytest.raises(IndexStoreError, match="not a readable FAISS index"):
         load_index_dir(doctored)
 
 
@@ -130,7 +130,7 @@ def test_a_faiss_vector_size_larger_than_the_file_is_refused(built, tmp_path, mo
     with pytest.raises(IndexStoreError, match="declares"):
         load_index_dir(doctored)
     result = run("clusters", "report", str(doctored), "--out", str(tmp_path / "page"))
-    assert result.exit_code == 2 and "not a usable FAISS index" in result.stderr
+    assert result.exit_code == 2 and "not a readable FAISS index" in result.stderr
 
 
 def test_broken_path_escapes_become_grey_tiles(built, tmp_path):
