@@ -84,6 +84,9 @@ def cli_errors(debug: bool | None = None) -> Iterator[None]:
     except OSError as e:
         where = f"{os.fsdecode(e.filename)}: " if e.filename else ""
         _failed(e, f"{where}{os_error_text(e)}")
+    except MemoryError as e:  # an input larger than this machine holds is not a bug
+        _failed(e, f"out of memory ({e or 'MemoryError'}); the input is larger than this "
+                "machine can hold")
     except Exception as e:  # noqa: BLE001 - a bug still gets the policy's exit code
         _failed(e, f"internal error ({type(e).__name__}: {e}); run with --debug for the "
                 "traceback, and please report it")

@@ -165,3 +165,26 @@ def test_a_record_file_name_may_start_with_a_tab(tmp_path):
     assert records.lookup("leading-tab.jpg") == "R1"  # a stripped name still finds it
     assert records.lookup("plain.jpg") == "R2" and records.lookup("padded.jpg") == "R3"
     assert records.unmatched == 0
+
+
+@pytest.mark.parametrize("line", ["[" * 100_000 + "]" * 100_000,
+                                  '{"id": ' + "9" * 5000 + ', "file": "a.jpg"}'],
+                         ids=["deep", "long_number"])
+def test_hostile_json_lines_in_records_are_a_clear_refusal(tmp_path, line):
+    from artylyze.metadata.records import RecordsError
+
+    table = tmp_path / "records.jsonl"
+    table.write_text('{"id": "R1", "file": "b.jpg"}\n' + line + "\n", encoding="utf-8")
+    with pytest.raises(RecordsError, match="line 2: not usable JSON"):
+        load_records(RecordSpec(table))
+
+
+def test_running_out_of_memory_is_a_clear_refusal(tmp_path, monkeypatch):
+    meta = collection(tmp_path, ["a.png"])
+
+    def too_big(*_args: object, **_kw: object) -> None:
+        raise MemoryError("std::bad_alloc")
+
+    monkeypatch.setattr("artylyze.metadata.sidecar.write_sidecars", too_big)
+    result = run("write", str(meta), "--xmp")
+    assert result.exit_code == 2 and "out of memory (std::bad_alloc)" in result.stderr

@@ -145,8 +145,9 @@ def _read_json_lines(path: Path) -> pa.Table:
                 continue
             try:
                 row = json.loads(line)
-            except ValueError as e:
-                raise RecordsError(f"{path}, line {number}: not JSON ({e})") from e
+            except (ValueError, RecursionError) as e:  # a 5,000-digit id, 100,000-deep nesting
+                raise RecordsError(f"{path}, line {number}: not usable JSON "
+                                   f"({str(e)[:200] or type(e).__name__})") from e
             if not isinstance(row, dict):
                 raise RecordsError(f"{path}, line {number}: not a JSON object")
             rows.append(row)
