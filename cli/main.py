@@ -20,6 +20,7 @@ from artylyze.cli import (
     serve,
     similar,
     tag,
+    teach,
     train,
     write,
 )
@@ -68,6 +69,7 @@ app.command("train")(train.train)
 app.command("evaluate")(evaluate.evaluate)
 app.command("export")(export.export)
 app.command("write")(write.write)
+app.command("teach")(teach.teach)
 app.command("serve")(serve.serve)
 app.add_typer(review.app, name="review")
 

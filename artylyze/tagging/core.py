@@ -13,6 +13,8 @@ Choices, so that a nightly cron run is safe and cheap:
   tagged again. Unchanged files that failed keep their error row (``retry_errors`` reads
   them again: errors depend on ``max_pixels`` and permissions).
 - A run that finds nothing new leaves the output file untouched (``output_unchanged``).
+- Tasks taught with ``artylyze teach`` and kept beside the output are applied to every row
+  after the merge (:func:`artylyze.teach.run.apply_kept`), so new works get them too.
 - No image files at all raises :class:`TagError` and writes nothing: an empty mount point
   must not produce an empty result.
 """
@@ -33,6 +35,7 @@ from artylyze.tagging.decode import DecodeJob
 from artylyze.tagging.record import Recorder
 from artylyze.tagging.summary import TagSummary
 from artylyze.tagging.walk import FileEntry, WalkResult, absolute_root, walk_collection
+from artylyze.teach.run import apply_kept
 
 EXECUTORS = ("process", "thread")
 Todo = list[tuple[FileEntry, DecodeJob]]
@@ -162,6 +165,9 @@ def tag(root: str | os.PathLike[str], target: OutputTarget, manifest: Manifest,
         sweep(walked, state, options.prune, summary)
         t0 = time.perf_counter()
         summary.rows_written, summary.output_unchanged = store.finish(summary.pruned)
+        if not summary.output_unchanged:  # kept taught tasks reach the new works
+            for message in apply_kept(target):
+                warn(summary, progress, message)
         summary.stages.merge = time.perf_counter() - t0
     summary.seconds = time.perf_counter() - t_start
     return summary
