@@ -17,13 +17,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from artylyze.teach.model import NEVER, TaughtTask, TeachError, softmax
+from artylyze.teach.model import NEVER, TaughtTask, TeachError, prior_shift, softmax
 
 MIN_PER_CLASS = 5  # fewer labels than this in a class: refused
 GOOD_PER_CLASS = 20  # where benchmarks/teach.py reaches >= 0.8 of a fully trained head
 CONFIDENT_PRECISION = 0.9  # the shipped bundle's own rule for ``<task>_confident``
 FOLDS = 5
 LINEAR_C = (1.0, 10.0, 100.0)
+CORRECT_C = (0.3, 1.0, 10.0, 100.0)  # a built-in task corrected: 100 ~ the bundle's head as is
 KNN_K = (5, 15)
 TEMPERATURES = np.exp(np.linspace(np.log(0.02), np.log(20.0), 61))
 
@@ -55,15 +56,39 @@ def check_counts(labels: Sequence[str], known: Sequence[str] = ()) -> None:
 
 def fit_task(task: str, x: np.ndarray, labels: Sequence[str], model_id: str,
              classes: Sequence[str] | None = None, extra: Extra | None = None,
-             seed: int = 0, kinds: Sequence[str] = ("linear", "knn", "centroid")) -> TaughtTask:
-    """The best candidate on ``x`` (L2-normalized embeddings of labelled works), calibrated."""
+             seed: int = 0, kinds: Sequence[str] = ("linear", "knn", "centroid"),
+             linear_c: Sequence[float] = LINEAR_C, unlabelled: np.ndarray | None = None
+             ) -> TaughtTask:
+    """The best candidate on ``x`` (L2-normalized embeddings of labelled works), calibrated;
+    with ``unlabelled`` (embeddings of the collection), its probabilities are shifted to the
+    class proportions EM estimates there (:func:`~artylyze.teach.model.prior_shift`).
+    BLAS runs on one thread: these are small problems, and on a busy machine more threads
+    only wait on each other."""
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(1):
+        taught = _fit_task(task, x, labels, model_id, classes, extra, seed, kinds, linear_c)
+        if unlabelled is not None and len(unlabelled):
+            counts = Counter(labels)
+            train_prior = np.array([counts[c] for c in taught.classes], float) / len(labels)
+            shift = prior_shift(taught.proba(unlabelled), train_prior)
+            taught.arrays["log_prior"] = shift
+            taught.report["collection_prior"] = {
+                c: round(float(p), 4) for c, p in zip(taught.classes, train_prior * np.exp(shift),
+                                                      strict=True)}
+        return taught
+
+
+def _fit_task(task: str, x: np.ndarray, labels: Sequence[str], model_id: str,
+              classes: Sequence[str] | None, extra: Extra | None, seed: int,
+              kinds: Sequence[str], linear_c: Sequence[float]) -> TaughtTask:
     classes = list(classes) if classes is not None else sorted(set(labels))
     index = {c: i for i, c in enumerate(classes)}
     y = np.array([index[c] for c in labels], np.int64)
     x = np.asarray(x, np.float32)
     folds = _folds(y, seed)
     results = []
-    for kind, params in _candidates(kinds, y, extra):
+    for kind, params in _candidates(kinds, y, extra, linear_c):
         oof = np.zeros((len(y), len(classes)), np.float32)
         for train, test in folds:
             m = _fit(kind, params, x[train], y[train], classes, extra)
@@ -94,11 +119,11 @@ def _folds(y: np.ndarray, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
         return list(StratifiedKFold(n, shuffle=True, random_state=seed).split(y, y))
 
 
-def _candidates(kinds: Sequence[str], y: np.ndarray, extra: Extra | None
-                ) -> list[tuple[str, dict[str, float]]]:
+def _candidates(kinds: Sequence[str], y: np.ndarray, extra: Extra | None,
+                linear_c: Sequence[float]) -> list[tuple[str, dict[str, float]]]:
     out: list[tuple[str, dict[str, float]]] = []
     if "linear" in kinds:
-        out += [("linear", {"C": c}) for c in LINEAR_C]
+        out += [("linear", {"C": c}) for c in linear_c]
     if "knn" in kinds:
         n = len(y) + (0 if extra is None else len(extra.y))
         out += [("knn", {"k": k}) for k in KNN_K if k < n]
@@ -152,7 +177,7 @@ def _means(x: np.ndarray, y: np.ndarray, w: np.ndarray, n_classes: int) -> np.nd
             v = (x[m] * w[m, None]).sum(0)
             means[c] = v / max(float(np.linalg.norm(v)), 1e-12)
         else:
-            means[c] = 0.0  # cosine 0: only wins where nothing is similar, so add a penalty
+            means[c] = 0.0  # a class with no example: cosine 0 to everything
     return means
 
 

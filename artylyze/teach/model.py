@@ -60,8 +60,12 @@ class TaughtTask:
         raise TeachError(f"unknown taught-task kind {self.kind!r}")
 
     def proba(self, x: np.ndarray) -> np.ndarray:
-        """Calibrated class probabilities [n, classes]."""
-        return softmax(self.logits(x) / self.temperature)
+        """Calibrated class probabilities [n, classes], shifted to the collection's class
+        proportions when teach estimated them (``log_prior``, see :func:`prior_shift`)."""
+        z = self.logits(x) / self.temperature
+        if "log_prior" in self.arrays:
+            z = z + self.arrays["log_prior"]
+        return softmax(z)
 
     def save(self, folder: Path) -> tuple[Path, Path]:
         """``<task>.json`` (readable settings) and ``<task>.npz`` (arrays), each atomic."""
@@ -90,6 +94,23 @@ class TaughtTask:
         if task.kind not in KINDS:
             raise TeachError(f"{json_path}: unknown kind {task.kind!r}")
         return task
+
+
+def prior_shift(proba: np.ndarray, train_prior: np.ndarray, steps: int = 50) -> np.ndarray:
+    """log(collection prior / training prior) by EM on unlabelled works' probabilities
+    (Saerens, Latinne & Decaestecker 2002): people label a few works of every class, so
+    the training prior is flat, while a collection may be 90% paintings."""
+    train_prior = np.clip(train_prior, 1e-6, None)
+    prior = train_prior.copy()
+    for _ in range(steps):
+        adjusted = proba * (prior / train_prior)
+        adjusted /= adjusted.sum(axis=1, keepdims=True)
+        new = np.clip(adjusted.mean(axis=0), 1e-6, None)
+        if np.abs(new - prior).max() < 1e-5:
+            prior = new
+            break
+        prior = new
+    return np.log(prior / train_prior).astype(np.float32)
 
 
 def softmax(z: np.ndarray) -> np.ndarray:

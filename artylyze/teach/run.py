@@ -19,12 +19,13 @@ from artylyze.model.bundle import Manifest
 from artylyze.progress import Progress
 from artylyze.store import META_BUNDLE, OutputLock, OutputTarget
 from artylyze.teach.columns import describe, read_file, rewrite, task_arrays, taught_note
-from artylyze.teach.fit import Extra, check_counts, fit_task
+from artylyze.teach.fit import CORRECT_C, Extra, check_counts, fit_task
 from artylyze.teach.labels import Works, labels_for
 from artylyze.teach.model import TaughtTask, TeachError
 
-MACHINE_PER_CLASS = 300  # confident machine labels per class that train a corrected task
+MACHINE_MAX = 4000  # machine labels (a uniform sample) that train a corrected built-in task
 MACHINE_WEIGHT = 0.5  # of each, against 1.0 for a person's label
+PRIOR_SAMPLE = 20_000  # works whose predictions estimate a new task's class proportions
 
 
 @dataclass
@@ -99,8 +100,14 @@ def _fit(out: Path, task: str, rows: list, labels_csv, review, seed: int) -> Tau
     idx = np.fromiter(found, np.int64, len(found))
     labels = [found[i] for i in idx]
     classes = list(builtin) + sorted(set(labels) - set(builtin)) if builtin else None
-    extra = _machine_labels(rows, task, classes, idx, seed) if builtin else None
-    return fit_task(task, x[idx], labels, model_id, classes, extra, seed)
+    if not builtin:
+        pool = np.nonzero(valid)[0]
+        sample = np.random.default_rng(seed).permutation(pool)[:PRIOR_SAMPLE]
+        return fit_task(task, x[idx], labels, model_id, None, None, seed,
+                        unlabelled=x[np.sort(sample)])
+    extra = _machine_labels(rows, task, classes, idx, seed)
+    return fit_task(task, x[idx], labels, model_id, classes, extra, seed, kinds=("linear",),
+                    linear_c=CORRECT_C)
 
 
 def _builtin_classes(file: Path, task: str) -> tuple[str, ...]:
@@ -116,31 +123,24 @@ def _builtin_classes(file: Path, task: str) -> tuple[str, ...]:
 
 def _machine_labels(rows: list, task: str, classes: list[str], reviewed: np.ndarray,
                     seed: int) -> Extra | None:
-    """Confident machine labels of works nobody reviewed: they keep what the bundle knows
-    where people said nothing, and people's corrections move the boundaries."""
+    """The bundle's own labels of a uniform sample of the works nobody reviewed: a
+    regularized linear model on them reproduces the bundle's (linear) head where people said
+    nothing, and people's labels, weighted double, move its boundaries
+    (benchmarks/correction_loop.py measures both effects apart)."""
     import pyarrow.parquet as pq
 
-    cols = [task, f"{task}_confident"]
-    labels, conf = [], []
+    labels: list[str | None] = []
     for r in rows:
-        have = pq.read_schema(r.file).names
-        t = pq.read_table(r.file, columns=[c for c in cols if c in have])
-        labels += t.column(task).to_pylist()
-        conf += (t.column(cols[1]).to_pylist() if cols[1] in have else [True] * t.num_rows)
-    x = np.concatenate([r.x for r in rows])
+        labels += pq.read_table(r.file, columns=[task]).column(task).to_pylist()
     valid = np.concatenate([r.valid for r in rows])
     index = {c: i for i, c in enumerate(classes)}
-    ok = np.array([bool(v and c and lab in index) for v, c, lab in zip(valid, conf, labels,
-                                                                       strict=True)])
-    ok[reviewed] = False
-    rng = np.random.default_rng(seed)
-    pick = []
-    for c in classes:
-        members = np.nonzero(ok & np.array([lab == c for lab in labels]))[0]
-        pick.extend(rng.permutation(members)[:MACHINE_PER_CLASS])
-    if not pick:
+    usable = valid & np.array([lab in index for lab in labels], bool)
+    usable[reviewed] = False
+    ok = np.nonzero(usable)[0]
+    if len(ok) == 0:
         return None
-    pick = np.array(sorted(pick))
+    pick = np.sort(np.random.default_rng(seed).permutation(ok)[:MACHINE_MAX])
+    x = np.concatenate([r.x for r in rows])
     return Extra(x[pick], np.array([index[labels[i]] for i in pick]), MACHINE_WEIGHT)
 
 
