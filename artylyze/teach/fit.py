@@ -24,7 +24,7 @@ GOOD_PER_CLASS = 20  # where benchmarks/teach.py reaches >= 0.8 of a fully train
 CONFIDENT_PRECISION = 0.9  # the shipped bundle's own rule for ``<task>_confident``
 FOLDS = 5
 LINEAR_C = (1.0, 10.0, 100.0)
-CORRECT_C = (0.3, 1.0, 10.0, 100.0)  # a built-in task corrected: 100 ~ the bundle's head as is
+CORRECT_C = (1.0, 10.0, 100.0)  # a built-in task corrected: 100 ~ the bundle's head as is
 KNN_K = (5, 15)
 TEMPERATURES = np.exp(np.linspace(np.log(0.02), np.log(20.0), 61))
 

@@ -24,7 +24,7 @@ from artylyze.teach.labels import Works, labels_for
 from artylyze.teach.model import TaughtTask, TeachError
 
 MACHINE_MAX = 4000  # machine labels (a uniform sample) that train a corrected built-in task
-MACHINE_WEIGHT = 0.5  # of each, against 1.0 for a person's label
+MACHINE_WEIGHT = 1 / 3  # of each, against 1.0 for a person's label
 PRIOR_SAMPLE = 20_000  # works whose predictions estimate a new task's class proportions
 
 
@@ -105,7 +105,7 @@ def _fit(out: Path, task: str, rows: list, labels_csv, review, seed: int) -> Tau
         sample = np.random.default_rng(seed).permutation(pool)[:PRIOR_SAMPLE]
         return fit_task(task, x[idx], labels, model_id, None, None, seed,
                         unlabelled=x[np.sort(sample)])
-    extra = _machine_labels(rows, task, classes, idx, seed)
+    extra = _machine_labels(rows, task, classes, seed)
     return fit_task(task, x[idx], labels, model_id, classes, extra, seed, kinds=("linear",),
                     linear_c=CORRECT_C)
 
@@ -121,12 +121,11 @@ def _builtin_classes(file: Path, task: str) -> tuple[str, ...]:
     return next((t.labels for t in manifest.tasks if t.name == task), ())
 
 
-def _machine_labels(rows: list, task: str, classes: list[str], reviewed: np.ndarray,
-                    seed: int) -> Extra | None:
-    """The bundle's own labels of a uniform sample of the works nobody reviewed: a
-    regularized linear model on them reproduces the bundle's (linear) head where people said
-    nothing, and people's labels, weighted double, move its boundaries
-    (benchmarks/correction_loop.py measures both effects apart)."""
+def _machine_labels(rows: list, task: str, classes: list[str], seed: int) -> Extra | None:
+    """The bundle's own labels of a uniform sample of the works, reviewed ones included (a
+    person's label there outweighs the machine's three to one): a regularized linear model
+    on them reproduces the bundle's (linear) head where people said nothing, and people's
+    labels move its boundaries (benchmarks/correction_loop.py measures both apart)."""
     import pyarrow.parquet as pq
 
     labels: list[str | None] = []
@@ -134,9 +133,7 @@ def _machine_labels(rows: list, task: str, classes: list[str], reviewed: np.ndar
         labels += pq.read_table(r.file, columns=[task]).column(task).to_pylist()
     valid = np.concatenate([r.valid for r in rows])
     index = {c: i for i, c in enumerate(classes)}
-    usable = valid & np.array([lab in index for lab in labels], bool)
-    usable[reviewed] = False
-    ok = np.nonzero(usable)[0]
+    ok = np.nonzero(valid & np.array([lab in index for lab in labels], bool))[0]
     if len(ok) == 0:
         return None
     pick = np.sort(np.random.default_rng(seed).permutation(ok)[:MACHINE_MAX])
