@@ -59,7 +59,7 @@ def collection(root: Path, per_family: int, start: int = 0) -> dict[str, str]:
     return out
 
 
-def tag(root: Path, out: Path, bundle: Path) -> None:
+def tag(root: Path, out: Path | str, bundle: Path) -> None:
     r = runner.invoke(app, ["tag", str(root), "--out", str(out), "--model", str(bundle), "-q"])
     assert r.exit_code == 0, r.output
 
@@ -289,3 +289,20 @@ def test_labels_come_from_the_review_store_beside_the_output(tagged, tmp_path: P
     assert report.labelled == 15  # matched by sha256 although the paths moved
     with pytest.raises(TeachError, match="no such review store"):
         teach(out, "object_type", None, tmp_path / "missing.sqlite")
+
+
+def test_part_folder_output(tagged, tmp_path: Path, bundle_dir: Path) -> None:
+    """``tag --out DIR/``: the task is kept beside the folder (which tag replaces whole),
+    and reaches the works a later run adds."""
+    root, _, truth = tagged
+    out = tmp_path / "meta"
+    tag(root, f"{out}/", bundle_dir)
+    teach(out, "object_type", write_labels(tmp_path / "l.csv", first_per_family(truth, 5)), None)
+    assert kept_dir(out) == tmp_path / "meta.taught" and kept_dir(out).is_dir()
+    new = collection(root, 2, start=200)
+    tag(root, f"{out}/", bundle_dir)
+    assert out.is_dir()
+    rows = {r["path"]: r["object_type"] for f in sorted(out.glob("*.parquet"))
+            for r in pq.read_table(f, columns=["path", "object_type"]).to_pylist()}
+    assert all(rows[p] == f for p, f in new.items())
+    assert None not in rows.values()
