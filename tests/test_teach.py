@@ -148,6 +148,10 @@ def test_labels_by_sha256_and_unknown_csv(tagged, tmp_path: Path) -> None:
     by_sha = {shas[p]: f for p, f in first_per_family(truth, 5).items()}
     report = teach(out, "object_type", write_labels(tmp_path / "s.csv", by_sha, "sha256"), None)
     assert report.labelled == 15
+    stored_root = pq.read_schema(out).metadata[b"artylyze.root"].decode()  # where it was tagged
+    absolute = {f"{stored_root}/{p}": f for p, f in first_per_family(truth, 6).items()}
+    assert teach(out, "object_type", write_labels(tmp_path / "a.csv", absolute), None
+                 ).labelled == 18
     with pytest.raises(TeachError, match="none of its 2 labels"):
         teach(out, "object_type", write_labels(tmp_path / "x.csv", {"a.png": "x", "b": "y"}),
               None)

@@ -19,7 +19,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from artylyze.atomic import atomic_write
-from artylyze.store import META_BUNDLE, META_TOP_K, ROW_GROUP_ROWS, TOP_TYPE
+from artylyze.store import META_BUNDLE, META_ROOT, META_TOP_K, ROW_GROUP_ROWS, TOP_TYPE
 from artylyze.teach.model import TaughtTask, TeachError
 
 META_TAUGHT = b"artylyze.taught"
@@ -37,6 +37,7 @@ class FileRows:
     valid: np.ndarray  # rows with an embedding (ok rows)
     model_id: str | None  # the bundle the embeddings come from
     top_k: int
+    root: str | None = None  # the collection root the paths are relative to (as stored)
 
 
 def read_file(file: Path) -> FileRows:
@@ -54,7 +55,8 @@ def read_file(file: Path) -> FileRows:
     x, valid = embeddings(table.column("embedding"))
     return FileRows(file, table.column("path").to_pylist(), table.column("sha256").to_pylist(),
                     table.column("record_id").to_pylist() if "record_id" in cols else None,
-                    x, valid, _model_id(meta), int(meta.get(META_TOP_K, b"3")))
+                    x, valid, _model_id(meta), int(meta.get(META_TOP_K, b"3")),
+                    meta[META_ROOT].decode() if META_ROOT in meta else None)
 
 
 def embeddings(column: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:

@@ -1,10 +1,11 @@
 """Where the labels a task is taught from come from: a CSV, and the review store when present.
 
-:func:`labels_for` is the one seam: the CSV (columns ``path``, ``sha256`` or ``record_id``,
-and ``label``; an optional ``task`` column keeps only that task's rows) and the review store
-(``artylyze.review``, when installed: the current human label per work) are joined onto the
-rows of meta.parquet by sha256 first (a moved or renamed file keeps its label), then path,
-then record id. A review store's answer wins over the CSV: it is the later, audited one.
+:func:`labels_for` is the one seam: the CSV (columns ``label`` and one of ``sha256``,
+``path`` (as stored, or absolute under the collection root) or ``record_id``; an optional
+``task`` column keeps only that task's rows) and the review store (``artylyze.review``, when
+installed: the current human label per work) are joined onto the rows of meta.parquet by
+sha256 first (a moved or renamed file keeps its label), then path, then record id. A review
+store's answer wins over the CSV: it is the later, audited one.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ class Works:
     paths: list[str]
     sha256: list[str | None]
     record_ids: list[str | None] | None = None
+    root: str | None = None  # absolute paths under it in a CSV are matched too
 
 
 def labels_for(task: str, meta: Works, labels_csv: str | os.PathLike[str] | None,
@@ -89,8 +91,12 @@ def _match(meta: Works, rows: list[dict[str, str]], source: str) -> dict[int, st
             by["record_id"].setdefault(r, []).append(i)
     found: dict[int, str] = {}
     unmatched = 0
+    prefix = meta.root.rstrip("/") + "/" if meta.root else None
     for row in rows:
         label = row["label"].strip()
+        path = (row.get("path") or "").strip()
+        if prefix and path.startswith(prefix) and path not in by["path"]:
+            row = {**row, "path": path[len(prefix):]}
         hits = next((by[k][v] for k in KEYS if (v := (row.get(k) or "").strip()) in by[k]), [])
         unmatched += not hits
         for i in hits:  # every copy of the same content gets the label

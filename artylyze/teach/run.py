@@ -92,7 +92,7 @@ def _fit(out: Path, task: str, rows: list, labels_csv, review, seed: int) -> Tau
     valid = np.concatenate([r.valid for r in rows])
     works = Works([p for r in rows for p in r.paths], [s for r in rows for s in r.sha256],
                   None if any(r.record_ids is None for r in rows)
-                  else [i for r in rows for i in r.record_ids])
+                  else [i for r in rows for i in r.record_ids], rows[0].root)
     found = {i: lab for i, lab in labels_for(task, works, labels_csv, review, out).items()
              if valid[i]}
     builtin = _builtin_classes(rows[0].file, task)
