@@ -310,3 +310,18 @@ def test_part_folder_output(tagged, tmp_path: Path, bundle_dir: Path) -> None:
             for r in pq.read_table(f, columns=["path", "object_type"]).to_pylist()}
     assert all(rows[p] == f for p, f in new.items())
     assert None not in rows.values()
+
+
+def test_review_order_without_embeddings_or_scores() -> None:
+    """What the review page passes for an index without embeddings or a task the model
+    lacks: the least confident first, unscored works last; predictions of None never count
+    as disagreeing."""
+    scores = np.array([0.7, np.nan, 0.2, 0.9, np.nan])
+    order = review_order(scores, None, np.array([False, False, False, False, True]),
+                         [None] * 5, ["a", None, "b", "a", None])
+    assert list(order) == [2, 0, 3, 1]
+    x = np.eye(5)
+    x[3] = x[4]  # work 3 looks like the reviewed work 4, whose label is "z"
+    order = review_order(np.full(5, np.nan), x, np.array([0, 0, 0, 0, 1], bool),
+                         [None, None, None, None, "z"], [None] * 5)
+    assert order[-1] == 3  # all unscored: the work most like one already reviewed comes last

@@ -49,15 +49,13 @@ class NotJson(ServeError, status=415, kind="not_json"):
 def queue_order(scores: np.ndarray, embeddings: np.ndarray | None, reviewed: np.ndarray,
                 reviewed_labels: list[str | None], predicted: list[str | None],
                 k: int = 10) -> np.ndarray:
-    """Indices of the unreviewed works, the one whose label helps most first.
+    """Indices of the unreviewed works, the one whose label helps most first: the one place
+    the queue's order is decided, :func:`artylyze.teach.queue.review_order` (least confident
+    plus disagreement with the nearest reviewed works; NaN scores, e.g. a task the model
+    does not have, last; ``embeddings`` may be None where the index holds none)."""
+    from artylyze.teach.queue import review_order
 
-    Here: least confident first (NaN scores, e.g. a task the model does not have, last, in
-    id order). The one place the queue's order is decided; the ``artylyze.teach`` order
-    (novelty and disagreement with the nearest reviewed works) plugs in here with the same
-    arguments (``embeddings`` may be None where the index holds none)."""
-    todo = np.flatnonzero(~np.asarray(reviewed, bool))
-    key = np.asarray(scores, np.float64)[todo]
-    return todo[np.argsort(np.where(np.isnan(key), np.inf, key), kind="stable")]
+    return review_order(scores, embeddings, reviewed, reviewed_labels, predicted, k)
 
 
 def read_token(path: Path | None) -> str:
