@@ -247,50 +247,26 @@ def test_review_order_spreads_near_copies() -> None:
     assert list(order[:2]) == [0, 4]  # one of the copies, then the other picture
 
 
-def test_labels_come_from_the_review_store_beside_the_output(tagged, tmp_path: Path,
-                                                             monkeypatch) -> None:
-    """The seam artylyze.review plugs into: a store beside meta.parquet gives the labels
-    (a stand-in module here; the real one lives on the review branch)."""
-    import sys
-    import types
-    from dataclasses import dataclass
+def test_labels_come_from_the_review_store_beside_the_output(tagged, tmp_path: Path) -> None:
+    """People's answers in the review store teach, matched by sha256 even after a move;
+    a rejection (no label) and other tasks are not taken; --review names another store."""
+    from artylyze.review.store import ReviewStore, review_path
 
     root, out, truth = tagged
     shas = dict(zip(*pq.read_table(out, columns=["path", "sha256"]).to_pydict().values(),
                     strict=True))
-
-    @dataclass(frozen=True)
-    class HumanLabel:
-        sha256: str
-        path: str
-        task: str
-        label: str | None
-
-    class ReviewStore:
-        @classmethod
-        def open(cls, path, create=True):
-            assert not create and Path(path) == out.parent / (out.name + ".review.sqlite")
-            return cls()
-
-        def __enter__(self):
-            return self
-
-        def __exit__(self, *_):
-            return None
-
-        def current(self, task=None):
-            assert task == "object_type"
-            picked = first_per_family(truth, 5)
-            return {(shas[p], task): HumanLabel(shas[p], "moved/" + p, task, f)
-                    for p, f in picked.items()}
-
-    module = types.ModuleType("artylyze.review.store")
-    module.ReviewStore = ReviewStore
-    monkeypatch.setitem(sys.modules, "artylyze.review", types.ModuleType("artylyze.review"))
-    monkeypatch.setitem(sys.modules, "artylyze.review.store", module)
-    (out.parent / (out.name + ".review.sqlite")).write_bytes(b"")
+    picked = first_per_family(truth, 5)
+    with ReviewStore.open(review_path(out)) as store:
+        for p, f in picked.items():
+            store.add(sha256=shas[p], path="moved/" + p, task="object_type", action="set",
+                      reviewer="ann", label=f)
+            store.add(sha256=shas[p], path=p, task="school", action="set", reviewer="ann",
+                      label="x")
+        other = next(p for p in truth if p not in picked)
+        store.add(sha256=shas[other], path=other, task="object_type", action="reject",
+                  reviewer="bob")
     report = teach(out, "object_type", None, None)
-    assert report.labelled == 15  # matched by sha256 although the paths moved
+    assert report.labelled == 15
     with pytest.raises(TeachError, match="no such review store"):
         teach(out, "object_type", None, tmp_path / "missing.sqlite")
 

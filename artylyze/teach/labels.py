@@ -2,8 +2,8 @@
 
 :func:`labels_for` is the one seam: the CSV (columns ``label`` and one of ``sha256``,
 ``path`` (as stored, or absolute under the collection root) or ``record_id``; an optional
-``task`` column keeps only that task's rows) and the review store (``artylyze.review``, when
-installed: the current human label per work) are joined onto the rows of meta.parquet by
+``task`` column keeps only that task's rows) and the review store (:mod:`artylyze.review`: the
+current human label per work) are joined onto the rows of meta.parquet by
 sha256 first (a moved or renamed file keeps its label), then path, then record id. A review
 store's answer wins over the CSV: it is the later, audited one.
 """
@@ -17,7 +17,6 @@ from pathlib import Path
 
 from artylyze.teach.model import TeachError
 
-REVIEW_SUFFIX = ".review.sqlite"  # artylyze.review.store.SUFFIX: the store beside the output
 KEYS = ("sha256", "path", "record_id")
 
 
@@ -35,7 +34,7 @@ def labels_for(task: str, meta: Works, labels_csv: str | os.PathLike[str] | None
                review_path: str | os.PathLike[str] | None, out: Path | None = None
                ) -> dict[int, str]:
     """Row index -> human label for ``task``. ``review_path`` None: the store beside
-    ``out`` (meta.parquet), if there is one and ``artylyze.review`` is installed."""
+    ``out`` (meta.parquet), if there is one."""
     found: dict[int, str] = {}
     if labels_csv is not None:
         found.update(_match(meta, _read_csv(Path(labels_csv), task), str(labels_csv)))
@@ -59,18 +58,17 @@ def _read_csv(path: Path, task: str) -> list[dict[str, str]]:
     return [r for r in rows if (r.get("label") or "").strip()]
 
 
-def _from_review(task: str, review_path: str | os.PathLike[str] | None, out: Path | None
+def _from_review(task: str, review: str | os.PathLike[str] | None, out: Path | None
                  ) -> list[dict[str, str]]:
-    path = Path(review_path) if review_path is not None else (
-        out.parent / (out.name + REVIEW_SUFFIX) if out is not None else None)
+    """The current human labels of ``task`` in the review store (``review``, else the one
+    beside ``out``; none when there is no store there)."""
+    from artylyze.review.store import ReviewStore, review_path
+
+    path = Path(review) if review is not None else (review_path(out) if out else None)
     if path is None or not path.is_file():
-        if review_path is not None:
-            raise TeachError(f"--review {review_path}: no such review store")
+        if review is not None:
+            raise TeachError(f"--review {review}: no such review store")
         return []
-    try:
-        from artylyze.review.store import ReviewStore
-    except ImportError as e:
-        raise TeachError(f"{path}: reading a review store needs artylyze.review ({e})") from e
     with ReviewStore.open(path, create=False) as store:
         current = store.current(task)
     return [{"sha256": h.sha256, "path": h.path, "label": h.label}
