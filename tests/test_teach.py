@@ -8,6 +8,7 @@ synthetic embeddings whose classes are known.
 from __future__ import annotations
 
 import csv
+import json
 import shutil
 from pathlib import Path
 
@@ -301,3 +302,23 @@ def test_review_order_without_embeddings_or_scores() -> None:
     order = review_order(np.full(5, np.nan), x, np.array([0, 0, 0, 0, 1], bool),
                          [None, None, None, None, "z"], [None] * 5)
     assert order[-1] == 3  # all unscored: the work most like one already reviewed comes last
+
+
+def test_a_taught_task_reaches_the_outputs(tagged, tmp_path: Path) -> None:
+    """Readers of meta.parquet (CSV, JSON lines, XMP) list a taught task like a built-in one."""
+    from artylyze.metadata.metafile import open_meta
+
+    root, out, truth = tagged
+    labels = write_labels(tmp_path / "labels.csv", first_per_family(truth, 6))
+    r = runner.invoke(app, ["teach", str(out), "--task", "object_type", "--labels", str(labels),
+                            "-q"])
+    assert r.exit_code == 0, r.output
+    assert "object_type" in open_meta(out).tasks
+    jsonl = tmp_path / "out.jsonl"
+    r = runner.invoke(app, ["write", str(out), "--jsonl", str(jsonl), "--xmp",
+                            "--sidecar-dir", str(tmp_path / "xmp")])
+    assert r.exit_code == 0, r.output
+    rows = [json.loads(line) for line in jsonl.read_text().splitlines()]
+    assert all(row["object_type"] in FAMILIES for row in rows)
+    packets = [p.read_text() for p in (tmp_path / "xmp").rglob("*.xmp")]
+    assert packets and all("object_type" in p.lower() or "ObjectType" in p for p in packets)

@@ -28,6 +28,7 @@ from artylyze.model.bundle import Manifest
 from artylyze.review import HumanLabel, ReviewStore, review_path
 from artylyze.review.overlay import overlay, overlay_fields
 from artylyze.store import META_BUNDLE, META_ROOT, OutputTarget, decode_path
+from artylyze.teach.columns import META_TAUGHT
 
 BATCH_ROWS = 8192
 AUTO = "auto"  # open_meta's default: the review store beside the output, if there is one
@@ -151,4 +152,9 @@ def _tasks(schema: pa.Schema, meta: dict[bytes, bytes]) -> tuple[str, ...]:
         names: Sequence[str] = Manifest.from_dict(json.loads(meta[META_BUNDLE])).label_tasks
     except (KeyError, TypeError, ValueError, RecursionError, ArtyLyzeError):
         names = [n[:-len("_score")] for n in schema.names if n.endswith("_score")]
-    return tuple(n for n in names if n in schema.names and f"{n}_score" in schema.names)
+    try:  # tasks taught on this collection (artylyze teach) come after the bundle's
+        taught = [n for n in json.loads(meta[META_TAUGHT]) if n not in names]
+    except (KeyError, TypeError, ValueError, RecursionError):
+        taught = []
+    return tuple(n for n in (*names, *taught)
+                 if n in schema.names and f"{n}_score" in schema.names)
