@@ -146,9 +146,14 @@ def _load(source, size, resize, max_pixels, *, draft: bool,
                 upright, turned = _upright(img, drafted)
                 if turned:
                     width, height = height, width
-                rgb = _to_rgb(upright, _reduce_factor(upright.size, size, resize))
+                full = upright.size
+                factor = _reduce_factor(full, size, resize)
+                rgb = _to_rgb(upright, factor)
                 if size is not None:
-                    rgb = _resize(rgb, size, resize)
+                    if rgb.size != full:  # flattened and reduced on the way
+                        rgb = _resize(rgb, size, resize, full, factor)
+                    else:
+                        rgb = _resize(rgb, size, resize)
                 pixels = np.array(rgb, dtype=np.uint8)  # a writable, C-contiguous copy
         except Image.DecompressionBombError as exc:
             raise ImageError(name, _bomb_reason(exc, max_pixels), "too_large") from exc
@@ -234,16 +239,25 @@ def _draft_request(width: int, height: int, size: int, policy: str) -> tuple[int
     return size, size  # stretch needs both sides >= size; center_crop the short one, same thing
 
 
-def _reduce_factor(full: tuple[int, int], size: int | None, policy: str) -> int:
-    """The integer box-reduction that ``_resize`` would start with (as Pillow's
-    ``reducing_gap`` does), so an image with alpha can be reduced while it is flattened."""
+def _reduce_factor(full: tuple[int, int], size: int | None, policy: str) -> tuple[int, int]:
+    """The integer box-reduction per axis that Pillow's resize (``reducing_gap``) would
+    start with, so an image with alpha can be reduced while it is flattened."""
     if size is None:
-        return 1
-    side = max(full) if policy in ("letterbox", FIT) else min(full)
-    return max(1, int(side / size / REDUCING_GAP))
+        return 1, 1
+    width, height = full
+    if policy == "center_crop":
+        side = min(full)
+        out = (side, side), (size, size)
+    elif policy in ("letterbox", FIT):
+        scale = min(1.0, size / max(full)) if policy == FIT else size / max(full)
+        out = full, (max(1, round(width * scale)), max(1, round(height * scale)))
+    else:
+        out = full, (size, size)
+    (w, h), (ow, oh) = out
+    return max(1, int(w / ow / REDUCING_GAP)), max(1, int(h / oh / REDUCING_GAP))
 
 
-def _to_rgb(img: Image.Image, factor: int = 1) -> Image.Image:
+def _to_rgb(img: Image.Image, factor: tuple[int, int] = (1, 1)) -> Image.Image:
     """8-bit RGB from any mode Pillow opens; transparency becomes white. An image with
     alpha is also reduced by ``factor`` (see :func:`_flatten`)."""
     if img.mode == "RGB":
@@ -259,44 +273,55 @@ def _to_rgb(img: Image.Image, factor: int = 1) -> Image.Image:
     return img.convert("RGB")
 
 
-def _flatten(img: Image.Image, factor: int = 1) -> Image.Image:
+def _flatten(img: Image.Image, factor: tuple[int, int] = (1, 1)) -> Image.Image:
     """Composite on white, ``BAND_ROWS`` rows at a time, each band box-reduced by ``factor``.
 
     Compositing the whole image at once holds four full-size copies (the white canvas, the
     RGBA conversion, the composite, the RGB result): a 144 MP RGBA PNG, 8- or 16-bit,
     peaked at 2.36 GB where 8-bit RGB takes 670 MB. Band by band, with the reduction that
     the resize would start with anyway, the peak is the decoded image and a few bands:
-    what an RGB image costs. Bands start at multiples of ``factor``, so the reduced blocks
-    are those of reducing the whole composite."""
-    width, height = img.size
-    out = Image.new("RGB", (math.ceil(width / factor), math.ceil(height / factor)))
-    step = max(1, BAND_ROWS // factor) * factor
+    what an RGB image costs. Bands start at multiples of the vertical factor, so the reduced
+    blocks are those of reducing the whole composite."""
+    (fx, fy), (width, height) = factor, img.size
+    out = Image.new("RGB", (math.ceil(width / fx), math.ceil(height / fy)))
+    step = max(1, BAND_ROWS // fy) * fy
     for top in range(0, height, step):
         band = img.crop((0, top, width, min(height, top + step)))
         white = Image.new("RGBA", band.size, (*BACKGROUND, 255))
         flat = Image.alpha_composite(white, band.convert("RGBA")).convert("RGB")
-        out.paste(flat.reduce(factor) if factor > 1 else flat, (0, top // factor))
+        out.paste(flat.reduce(factor) if factor != (1, 1) else flat, (0, top // fy))
     return out
 
 
-def _resize(img: Image.Image, size: int, policy: str) -> Image.Image:
-    """``size`` x ``size`` RGB by the named policy (see the module docstring)."""
-    width, height = img.size
+def _resize(img: Image.Image, size: int, policy: str, full: tuple[int, int] | None = None,
+            factor: tuple[int, int] = (1, 1)) -> Image.Image:
+    """``size`` x ``size`` RGB by the named policy (see the module docstring). ``img`` may
+    be an image of ``full`` size already box-reduced by ``factor`` (by :func:`_flatten`):
+    the boxes are worked out on ``full`` and divided by ``factor``, which is what Pillow's
+    resize does after its own reduce."""
+    width, height = full or img.size
+    sx, sy = factor
+
+    def box(left: float, top: float, right: float, bottom: float) -> tuple[float, ...]:
+        return (left / sx, top / sy, min(right / sx, img.width), min(bottom / sy, img.height))
+
     if policy == "stretch":
-        return img.resize((size, size), RESAMPLE, reducing_gap=REDUCING_GAP)
+        return img.resize((size, size), RESAMPLE, box=box(0, 0, width, height),
+                          reducing_gap=REDUCING_GAP)
     if policy == FIT:
         scale = min(1.0, size / max(width, height))
         fit = (max(1, round(width * scale)), max(1, round(height * scale)))
-        return img.resize(fit, RESAMPLE, reducing_gap=REDUCING_GAP)
+        return img.resize(fit, RESAMPLE, box=box(0, 0, width, height),
+                          reducing_gap=REDUCING_GAP)
     if policy == "center_crop":
         side = min(width, height)
         left, top = (width - side) / 2, (height - side) / 2
-        box = (left, top, left + side, top + side)
-        return img.resize((size, size), RESAMPLE, box=box, reducing_gap=REDUCING_GAP)
+        return img.resize((size, size), RESAMPLE, box=box(left, top, left + side, top + side),
+                          reducing_gap=REDUCING_GAP)
     scale = size / max(width, height)
     fit = (max(1, round(width * scale)), max(1, round(height * scale)))
     canvas = Image.new("RGB", (size, size), BACKGROUND)
-    inner = img.resize(fit, RESAMPLE, reducing_gap=REDUCING_GAP)
+    inner = img.resize(fit, RESAMPLE, box=box(0, 0, width, height), reducing_gap=REDUCING_GAP)
     canvas.paste(inner, ((size - fit[0]) // 2, (size - fit[1]) // 2))
     return canvas
 

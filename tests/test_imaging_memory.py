@@ -53,15 +53,18 @@ def reference(rgba: np.ndarray, size: int | None, policy: str) -> np.ndarray:
 
 
 @pytest.mark.parametrize("policy", RESIZE_POLICIES)
-@pytest.mark.parametrize("shape", [(1000, 700), (613, 1301), (900, 900)])
+@pytest.mark.parametrize("shape", [(613, 1301), (2000, 1400), (2001, 3001)])
 def test_alpha_is_flattened_as_before_whatever_the_policy(tmp_path, policy, shape) -> None:
-    rgba = picture(*shape)
-    path = png16(tmp_path / "a.png", rgba)
-    got = load_image(path, 224, policy).pixels.astype(int)
-    want = reference(rgba, 224, policy).astype(int)
-    # the reduction runs on whole blocks from the corner, as Pillow's own reduce does; only
-    # where the image's side is not a multiple of the factor do sub-pixel offsets differ
-    assert np.abs(got - want).mean() < 1.0 and np.percentile(np.abs(got - want), 99) <= 8
+    noise = np.random.default_rng(1).integers(0, 256, (*shape, 4), dtype=np.uint8)
+    for rgba in (picture(*shape), noise):
+        path = png16(tmp_path / "a.png", rgba)
+        got = load_image(path, 224, policy).pixels.astype(int)
+        want = reference(rgba, 224, policy).astype(int)
+        if policy != "center_crop" or min(shape) < 3 * 2 * 224:  # the very same pixels
+            assert np.array_equal(got, want)
+        # center_crop reduced by 2+: the blocks start at the image's corner, where Pillow
+        # starts them at the edge of its sampling box around the crop (worst on noise)
+        assert np.abs(got - want).mean() < 1.5 and np.abs(got - want).max() <= 12
 
 
 def test_full_size_alpha_is_exactly_as_before(tmp_path) -> None:
