@@ -9,6 +9,7 @@ model's predictions, field by field, and the report says which.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +21,8 @@ from artylyze.index.faiss_index import reconstruct, search
 from artylyze.index.labels import join_labels, with_period
 from artylyze.index.search import check_model
 from artylyze.index.store import DEFAULT_GALLERY_DIR, IndexDir, load_index_dir
+from artylyze.review import ReviewStore, review_path
+from artylyze.review.overlay import overlay
 
 POSTERIOR_CHUNK = 65_536  # rows scored at a time, so memory stays flat on big indexes
 
@@ -57,7 +60,21 @@ class Collection:
         """(index row, similarity) of the ``k`` nearest indexed works, the work itself out."""
         scores, ids = search(self.index.index, self.query_vectors([work]), k + 1)
         return [(int(i), float(s)) for s, i in zip(scores[0], ids[0], strict=True)
-                if i >= 0 and not (self.own_rows and i == work)][:k]
+                if i >= 0 and not self.same_work(work, int(i))][:k]
+
+    def same_work(self, work: int, row: int) -> bool:
+        """Whether index row ``row`` is work ``work`` itself: the same row of the index, or
+        (works from a meta.parquet the index was built on) the same file by sha256, or the
+        same path under the same root. A work is never its own neighbour."""
+        if self.own_rows:
+            return row == work
+        mine, theirs = self.entries.rows, self.index.rows
+        if "sha256" in mine.column_names and "sha256" in theirs.column_names:
+            sha = mine.column("sha256")[work].as_py()
+            if sha and sha == theirs.column("sha256")[row].as_py():
+                return True
+        return (self.entries.root is not None and self.entries.root == self.index.root
+                and mine.column("path")[work].as_py() == theirs.column("path")[row].as_py())
 
 
 def index_entries(index: IndexDir) -> Entries:
@@ -86,11 +103,23 @@ def from_index(index_dir: str | Path) -> Collection:
     return Collection(Path(index_dir).name, index_entries(index), index, post, None)
 
 
+def with_reviews(entries: Entries, store: Path) -> Entries:
+    """``entries`` with the labels people gave in the review store ``store`` (if there is
+    one) over the model's: the report describes the collection as its curators see it."""
+    if not store.exists():
+        return entries
+    with ReviewStore.open(store, create=False) as opened:
+        humans = opened.current()
+    if not humans:
+        return entries
+    return dataclasses.replace(entries, rows=overlay(entries.rows, humans, entries.tasks))
+
+
 def from_meta(meta: str | Path, index_dir: str | Path | None = None,
               labels: str | Path | None = None) -> Collection:
     """The ok rows of a meta.parquet, placed in the clusters of ``index_dir`` (default: the
     shipped gallery); the index must come from the same model."""
-    entries = read_meta(meta)
+    entries = with_reviews(read_meta(meta), review_path(meta))
     if labels is not None:
         entries = join_labels(entries, labels)
     entries = with_period(entries)

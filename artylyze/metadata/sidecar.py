@@ -12,8 +12,14 @@ What one sidecar (``painting.jpg.xmp``, beside the image or under ``sidecar_dir`
 - Keywords: confident style and genre in ``dc:subject``, every confident label but the
   artist as ``ArtyLyze|<task>|<label>`` in ``lr:hierarchicalSubject``.
 - The ArtyLyze namespace (``artylyze:``): every task's label and score, its top-k, the
-  model id, ``TaggedAt``, ``MachineGenerated = True`` and the generator, what was written
+  model id, ``TaggedAt``, ``MachineGenerated`` and the generator, what was written
   into shared fields (``Wrote``), and a digest of all of it.
+
+A label a person gave or confirmed (the review store beside meta.parquet, read through
+:func:`~artylyze.metadata.metafile.open_meta`) goes into the IPTC fields whatever the
+model's score, and the ArtyLyze namespace says so: ``<Task>Source = human``,
+``<Task>ReviewedBy``, ``<Task>ReviewedAt``; ``MachineGenerated`` stays ``True`` while any
+label in the sidecar is still the machine's (``<Task>Source = model``).
 
 Safe with sidecars that exist: other tools' properties stay as they are; a shared field
 is replaced only while it still holds what ArtyLyze wrote there last time (someone who
@@ -37,7 +43,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from artylyze.atomic import atomic_write
-from artylyze.metadata.metafile import MetaFile, open_meta
+from artylyze.metadata.metafile import AUTO, MetaFile, open_meta
 from artylyze.metadata.records import RECORD_ID
 from artylyze.metadata.sidecar_merge import apply, render
 from artylyze.metadata.sidecar_plan import (
@@ -50,10 +56,17 @@ from artylyze.metadata.sidecar_plan import (
     readable,
 )
 from artylyze.metadata.xmp import XmpError
+from artylyze.review.overlay import PROVENANCE
 from artylyze.store import decode_path
+from artylyze.untrusted import UntrustedFileError, read_regular
 
 __all__ = ["Plan", "SidecarError", "SidecarOptions", "SidecarReport", "apply", "plan",
            "readable", "render", "sidecar_path", "write_sidecars"]
+
+
+#: Largest existing sidecar read: real ones are a few KB (a Lightroom one with a long
+#: history ~100 KB); anything bigger is not a sidecar ArtyLyze should merge into.
+MAX_SIDECAR_BYTES = 16 * 1024**2
 
 
 @dataclass
@@ -70,15 +83,22 @@ class SidecarReport:
 
 def _rows(meta: MetaFile) -> Iterator[dict[str, Any]]:
     wanted = ["path", "status", "model", "tagged_at", RECORD_ID, *EXTRA_COLUMNS]
-    for t in meta.tasks:
-        wanted += [t, f"{t}_score", f"{t}_top", f"{t}_confident"]
+    for t in meta.all_tasks:
+        wanted += [t, f"{t}_score", f"{t}_top", f"{t}_confident", *(f"{t}{s}" for s in PROVENANCE)]
     columns = [c for c in dict.fromkeys(wanted) if c in meta.names]
     for batch in meta.batches(columns):
         yield from batch.to_pylist()
 
 
 def _safe_relative(path: str) -> str | None:
-    rel = decode_path(path)
+    """The row's path to write beside, or None when it must not be (absolute, ``..``, a
+    broken escape or a NUL: not a name ``tag`` wrote)."""
+    if not isinstance(path, str):
+        return None
+    try:
+        rel = decode_path(path)
+    except ValueError:  # BadPathError
+        return None
     parts = PurePosixPath(rel).parts
     if not parts or PurePosixPath(rel).is_absolute() or ".." in parts:
         return None
@@ -90,12 +110,13 @@ def sidecar_path(image_rel: str, folder: Path) -> Path:
     return folder / (image_rel + SUFFIX)
 
 
-def write_sidecars(meta_path: str | os.PathLike[str],
-                   options: SidecarOptions | None = None) -> SidecarReport:
-    """Write or update the sidecar of every ok row of ``meta_path`` (file or part folder)."""
+def write_sidecars(meta_path: str | os.PathLike[str], options: SidecarOptions | None = None,
+                   review: str | os.PathLike[str] | None = AUTO) -> SidecarReport:
+    """Write or update the sidecar of every ok row of ``meta_path`` (file or part folder);
+    human labels of ``review`` (default: the store beside it) win over the model's."""
     options = options or SidecarOptions()
     options.check()
-    meta = open_meta(meta_path)
+    meta = open_meta(meta_path, review)
     root = options.root or (Path(meta.root) if meta.root else None)
     beside = options.sidecar_dir is None
     if beside and (root is None or not root.is_dir()):
@@ -110,22 +131,37 @@ def write_sidecars(meta_path: str | os.PathLike[str],
             continue
         rel = _safe_relative(row["path"])
         if rel is None:
-            report.failed.append((row["path"], "not a relative path inside the collection"))
+            report.failed.append((str(row["path"]), "not a relative path inside the "
+                                  "collection (or a broken \\xHH escape); skipped"))
             continue
         if beside and not (root / rel).is_file():
             report.missing += 1
             continue
-        _write_one(sidecar_path(rel, folder), row, meta.tasks, options, now, report)
+        _write_one(sidecar_path(rel, folder), row, meta.all_tasks, options, now, report)
+    if beside and report.missing and not (report.written or report.unchanged or report.failed):
+        raise SidecarError(f"none of the {report.missing:,} tagged images is under {root}: "
+                           "is it the collection folder? Pass the folder that was tagged as "
+                           "--root (or --sidecar-dir to write sidecars elsewhere)")
     return report
+
+
+def read_existing(target: Path) -> bytes | None:
+    """The sidecar already at ``target``, or None when there is none or it is empty.
+
+    Whatever sits there is judged on the open descriptor before a byte is read (as ``tag``
+    judges images): a FIFO is not waited on, a link to ``/dev/zero``, a device or a sparse
+    multi-gigabyte file is refused, not read into memory (UntrustedFileError)."""
+    if not os.path.exists(target):  # stat only: never blocks; a dangling link is replaced
+        return None
+    data = read_regular(target, MAX_SIDECAR_BYTES)
+    return data if data.strip() else None  # an empty file holds nothing to keep
 
 
 def _write_one(target: Path, row: dict[str, Any], tasks: tuple[str, ...],
                options: SidecarOptions, now: datetime, report: SidecarReport) -> None:
     p = plan(row, tasks, options)
     try:
-        existing = target.read_bytes() if target.exists() else None
-        if existing is not None and not existing.strip():
-            existing = None  # an empty file holds nothing to keep
+        existing = read_existing(target)
         data = render(existing, p, now, options.force)
         if data is None:
             report.unchanged += 1
@@ -135,6 +171,8 @@ def _write_one(target: Path, row: dict[str, Any], tasks: tuple[str, ...],
         report.written += 1
     except XmpError as e:
         report.failed.append((row["path"], f"{target.name}: {e}; left as it was"))
+    except UntrustedFileError as e:
+        report.failed.append((row["path"], f"{target.name}: {e.reason}; left as it was"))
     except OSError as e:
         report.failed.append((row["path"], f"{target}: {e.strerror or e}"))
 

@@ -80,10 +80,18 @@ def readable(task: str, label: str) -> str:
     return label.replace("_", " ")
 
 
+def human(row: dict[str, Any], task: str) -> bool:
+    """Whether a person gave or confirmed the row's label of ``task`` (a review)."""
+    return row.get(f"{task}_source") == "human"
+
+
 def _confident(row: dict[str, Any], task: str, threshold: float) -> bool:
-    """The model's own ``<task>_confident`` where it has one, else ``score >= threshold``."""
+    """A person's label always; else the model's own ``<task>_confident`` where it has one,
+    else ``score >= threshold``."""
     if row.get(task) is None:
         return False
+    if human(row, task):
+        return True
     flag = row.get(f"{task}_confident")
     if flag is not None:
         return bool(flag)
@@ -103,8 +111,8 @@ def _artwork(row: dict[str, Any], tasks: tuple[str, ...],
     art: dict[str, list[str]] = dict.fromkeys(ARTWORK_FIELDS, [])
     if sure.get("style"):
         art["AOStylePeriod"] = [readable("style", row["style"])]
-    if (options.creator and sure.get("artist")
-            and row["artist_score"] >= options.creator_min_score):
+    if options.creator and sure.get("artist") and (
+            human(row, "artist") or (row.get("artist_score") or 0.0) >= options.creator_min_score):
         art["AOCreator"] = [readable("artist", row["artist"])]
     if (year := _year(row.get("year"))) is not None:
         art["AODateCreated"] = [year]
@@ -128,17 +136,26 @@ def plan(row: dict[str, Any], tasks: tuple[str, ...], options: SidecarOptions) -
     keywords = [readable(t, row[t]) for t in sure if t in KEYWORD_TASKS]
     hierarchy = [f"ArtyLyze|{t}|{readable(t, row[t])}" for t in sure if t != "artist"]
     tagged = row.get("tagged_at")
-    own = [("MachineGenerated", "True"), ("Generator", GENERATOR),
+    labelled = [t for t in tasks if row.get(t) is not None or human(row, t)]
+    machine = not labelled or any(not human(row, t) for t in labelled)
+    own = [("MachineGenerated", str(machine)), ("Generator", GENERATOR),
            ("Model", str(row.get("model") or "")),
            ("TaggedAt", tagged.isoformat(timespec="seconds") if tagged else "")]
     if row.get(RECORD_ID):
         own.append(("RecordId", row[RECORD_ID]))
     tops: dict[str, list[tuple[str, float]]] = {}
     for t in tasks:
+        cap = t[:1].upper() + t[1:]
+        if human(row, t):
+            own += [(f"{cap}Source", "human"), (f"{cap}ReviewedBy", row.get(f"{t}_reviewer") or ""),
+                    (f"{cap}ReviewedAt", row.get(f"{t}_reviewed_at") or "")]
+        elif row.get(t) is not None and f"{t}_source" in row:
+            own.append((f"{cap}Source", "model"))
         if row.get(t) is None:
             continue
-        cap = t[:1].upper() + t[1:]
-        own += [(cap, row[t]), (f"{cap}Score", score_text(row[f"{t}_score"]))]
+        own.append((cap, row[t]))
+        if row.get(f"{t}_score") is not None:  # a task only people gave has no score
+            own.append((f"{cap}Score", score_text(row[f"{t}_score"])))
         if f"{t}_confident" in row and row[f"{t}_confident"] is not None:
             own.append((f"{cap}Confident", str(bool(row[f"{t}_confident"]))))
         tops[cap] = [(x["label"], x["score"]) for x in row.get(f"{t}_top") or ()]
