@@ -17,7 +17,8 @@ from artylyze.cli.params import index_folder, option
 from artylyze.text import printable
 
 PIPE_WIDTH = 200
-INDEX_HELP = "Index directory (default: the shipped wikiart11 gallery)."
+INDEX_HELP = ("Index directory (default: the shipped gallery of 16,922 wikiart11 and styles7 "
+              "paintings).")
 BUNDLE_HELP = "Bundle to embed new images with (default: the index's own); must be the same model."
 
 
@@ -121,34 +122,48 @@ def _influence_tables(result: dict[str, Any]):
     return preds, clusters
 
 
+def chart_paths(png: Path, n: int) -> list[Path]:
+    """Where the charts of ``n`` images go: ``png`` itself for one image, else ``png`` with
+    ``-1``, ``-2``... before its suffix."""
+    if n == 1:
+        return [png]
+    return [png.with_name(f"{png.stem}-{i}{png.suffix}") for i in range(1, n + 1)]
+
+
 def influence(
-    image: Annotated[str, typer.Argument(help="An image file, or a path already in the index.")],
+    images: Annotated[list[str], typer.Argument(
+        help="Image files, or paths already in the index.")],
     index: IndexOpt = None,
     top: Annotated[int, option(options.Influence.top, "--top", min=1)
                    ] = options.Influence.top.default,
     as_json: JsonOpt = False,
     png: Annotated[Path | None, typer.Option(
-        "--png", dir_okay=False, help="Also write a bar chart of the memberships.")] = None,
+        "--png", dir_okay=False, help="Also write a bar chart of the memberships (with "
+        "several images: one per image, FILE-1.png, FILE-2.png...).")] = None,
     bundle: BundleOpt = None,
     device: DeviceOpt = options.DEVICE.default,
 ) -> None:
-    """Show the styles, regions and periods an image draws on: its predicted labels and its
-    membership in the collection's clusters, with their themes."""
-    from artylyze.index.influence import influence as compute
+    """Show the styles, regions and periods each image draws on: its predicted labels and
+    its membership in the collection's clusters, with their themes. ``--json`` prints a
+    list, one object per image, as ``similar`` does."""
+    from artylyze.index.influence import influences
 
+    written: list[Path] = []
     with cli_errors():
         gallery = _open(index, bundle, device)
-        result = compute(gallery, gallery.queries([image])[0], top=top)
+        results = influences(gallery, images, top=top)
         gallery.close()
         if png is not None:
             from artylyze.index.plots import influence_chart
 
-            influence_chart(result, png)
+            written = [influence_chart(result, path) for result, path in
+                       zip(results, chart_paths(png, len(results)), strict=True)]
     if as_json:
-        typer.echo(json.dumps(result, indent=2, ensure_ascii=False))
+        typer.echo(json.dumps(results, indent=2, ensure_ascii=False))
     else:
         console = _console()
-        for table in _influence_tables(result):
-            console.print(table)
-    if png is not None:
-        typer.echo(f"wrote {printable(png)}", err=True)
+        for result in results:
+            for table in _influence_tables(result):
+                console.print(table)
+    for path in written:
+        typer.echo(f"wrote {printable(path)}", err=True)

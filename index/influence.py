@@ -6,6 +6,7 @@ clusters it draws on most say which styles, regions and periods those are.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from artylyze.index.search import Gallery, Query
@@ -39,3 +40,9 @@ def influence(gallery: Gallery, query: Query, top: int = TOP_CLUSTERS) -> dict[s
                       for j in order],
         "top": top_themes,
     }
+
+
+def influences(gallery: Gallery, images: Sequence[str], top: int = TOP_CLUSTERS
+               ) -> list[dict[str, Any]]:
+    """:func:`influence` of each image (a file, or a path already in the index), in order."""
+    return [influence(gallery, query, top=top) for query in gallery.queries(list(images))]

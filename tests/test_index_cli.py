@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -107,12 +108,37 @@ def test_influence_json_and_png(built: dict[str, Path], tmp_path: Path) -> None:
     res = runner.invoke(app, ["influence", "Cubism/artist-1_painting-1-1851.png", "--index",
                               str(built["idx"]), "--json", "--png", str(png)])
     assert res.exit_code == 0, res.output
-    result = json.loads(res.stdout)
+    [result] = json.loads(res.stdout)
     assert sum(p["share"] for p in result["posterior"]) == pytest.approx(1.0, abs=1e-5)
     assert Image.open(png).format == "PNG"
     table = runner.invoke(app, ["influence", "Cubism/artist-1_painting-1-1851.png", "--index",
                                 str(built["idx"])])
     assert table.exit_code == 0 and "draws on" in table.stdout
+
+
+def test_influence_takes_several_images_as_similar_does(built: dict[str, Path],
+                                                       tmp_path: Path) -> None:
+    images = ["Cubism/artist-1_painting-1-1851.png", "Baroque/artist-1_painting-6-1856.png"]
+    res = runner.invoke(app, ["influence", *images, "--index", str(built["idx"]), "--json",
+                              "--png", str(tmp_path / "infl.png")])
+    assert res.exit_code == 0, res.output
+    results = json.loads(res.stdout)
+    assert [r["query"] for r in results] == images
+    assert results[0]["posterior"] != results[1]["posterior"]
+    for n in (1, 2):
+        assert Image.open(tmp_path / f"infl-{n}.png").format == "PNG"
+    assert not (tmp_path / "infl.png").exists()
+    similar = json.loads(runner.invoke(app, ["similar", *images, "--index", str(built["idx"]),
+                                             "--json"]).stdout)
+    assert [r["query"] for r in similar] == images
+
+
+def test_index_help_names_the_shipped_gallery_rightly() -> None:
+    for command in ("similar", "influence"):
+        out = runner.invoke(app, [command, "--help"]).stdout
+        text = " ".join(re.sub("[│╭╮╰╯─]", " ", out).split())  # rich's boxes wrap lines
+        assert "16,922 wikiart11 and styles7 paintings" in text, command
+        assert "wikiart11 gallery" not in text
 
 
 def test_clusters_report(built: dict[str, Path], tmp_path: Path) -> None:

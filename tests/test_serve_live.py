@@ -8,6 +8,7 @@ import http.client
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -125,10 +126,69 @@ def test_the_command_logs_json_access_lines(server) -> None:
     assert "private" not in log.read_text()
 
 
+def test_the_connection_survives_hostile_ids_and_bad_http_is_json(server) -> None:
+    where = urlsplit(server[0])
+    conn = http.client.HTTPConnection(where.hostname, where.port, timeout=30)
+    try:
+        for path in ("/v1/works/%C2%B2", "/v1/works/" + "9" * 5000 + "/image",
+                     "/v1/works/%D9%A3/similar", "/v1/works/0"):
+            conn.request("GET", path)  # one keep-alive connection for all of them
+            response = conn.getresponse()
+            body = json.loads(response.read())
+            assert response.status == (200 if path.endswith("/0") else 404), body
+        conn.request("POST", "/v1/similar", body="[" * 10_000 + "]" * 10_000,
+                     headers={"Content-Type": "application/json"})
+        response = conn.getresponse()
+        assert response.status == 400 and json.loads(response.read())["error"]["kind"] == \
+            "bad_request"
+    finally:
+        conn.close()
+    with socket.create_connection((where.hostname, where.port), timeout=30) as sock:
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nBad Header: y\r\n\r\n")
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    head, body = data.split(b"\r\n\r\n", 1)
+    assert head.startswith(b"HTTP/1.1 400") and b"application/json" in head
+    assert json.loads(body)["error"]["kind"] == "bad_request"
+
+
+def test_nothing_of_a_result_shows_before_an_upload(page, server) -> None:
+    page.goto(server[0] + "/")
+    page.wait_for_function("() => document.querySelector('#limits').textContent !== ''")
+    for selector in ("#result", "#preview", "#labels", "#influences", "#similar-title",
+                     "text=Predicted labels", "text=Influences"):
+        assert not page.locator(selector).is_visible(), selector
+    assert page.problems == []
+
+
+def test_a_work_without_its_file_shows_its_thumbnail_at_its_own_size(page, server) -> None:
+    def no_file(route) -> None:  # as served without the collection folder
+        work = route.fetch().json()
+        route.fulfill(json={**work, "image": None})
+
+    page.route("**/v1/works/3", no_file)
+    page.goto(server[0] + "/#/works/3")
+    page.wait_for_function("() => { const i = document.querySelector('#work-image'); "
+                           "return i.complete && i.naturalWidth > 0; }")
+    shown = page.evaluate("() => { const i = document.querySelector('#work-image'); "
+                          "return [i.naturalWidth, i.clientWidth, i.src]; }")
+    assert shown[2].endswith("/v1/works/3/thumbnail") and shown[1] == shown[0] <= 200, shown
+    assert page.locator("#work-note").is_visible()
+    page.unroute("**/v1/works/3")
+    page.goto(server[0] + "/#/works/4")
+    page.wait_for_function("() => document.querySelector('#work-image').src.endsWith('/image')"
+                           " && document.querySelector('#work-image').naturalWidth > 0")
+    assert not page.locator("#work-note").is_visible()
+    assert page.problems == []
+
+
 def test_upload_a_painting_and_see_its_labels_and_ten_similar_works(page, server) -> None:
     page.goto(server[0] + "/")
     page.set_input_files("#file", str(EXAMPLE))
     page.wait_for_function(LOADED, timeout=120_000)
+    for selector in ("#result", "#preview", "#labels", "#influences"):
+        assert page.locator(selector).is_visible(), selector
     tasks = page.locator("#labels .task").count()
     info = json.loads(page.evaluate("() => fetch('v1/info').then(r => r.text())"))
     assert tasks == len(info["tasks"])

@@ -150,6 +150,6 @@ def test_similar_and_influence_work_from_an_installed_wheel(installed: Path,
     for img in images[1:]:  # packed thumbnails, not grey "missing" tiles
         colours = img.convert("RGB").getcolors(maxcolors=100_000)
         assert colours is None or len(colours) > 50
-    result = json.loads(run_cli(installed, "influence", str(EXAMPLE), "--json"))
+    [result] = json.loads(run_cli(installed, "influence", str(EXAMPLE), "--json"))
     shares = [p["share"] for p in result["posterior"]]
     assert abs(sum(shares) - 1.0) < 1e-4 and result["top"]

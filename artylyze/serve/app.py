@@ -8,7 +8,6 @@ happen before anything else sees the bytes.
 """
 
 
-import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -26,6 +25,7 @@ from artylyze.index.search import Query as ImageQuery
 from artylyze.serve.catalog import WorkQuery
 from artylyze.serve.errors import BadRequest, NotFound, ServeError
 from artylyze.serve.files import open_image
+from artylyze.serve.jsonbody import parse_json
 from artylyze.serve.middleware import AccessLog, SecurityHeaders
 from artylyze.serve.review_api import add_review
 from artylyze.serve.service import Service
@@ -110,11 +110,7 @@ def _api(service: Service) -> APIRouter:
         """The ``id`` of a JSON body, or None when the body is an upload."""
         if not request.headers.get("content-type", "").startswith("application/json"):
             return None
-        body = await read_body(request, MAX_JSON, opts.upload_timeout_s)
-        try:
-            data = json.loads(body)
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise BadRequest(f"the body is not valid JSON ({e})") from None
+        data = parse_json(await read_body(request, MAX_JSON, opts.upload_timeout_s))
         if not isinstance(data, dict) or isinstance(data.get("id"), bool) or \
                 not isinstance(data.get("id"), (int, str)):
             raise BadRequest('expected {"id": <work id>} or an uploaded image')

@@ -32,6 +32,7 @@ SORTS = {"id": ("row", True), "title": ("title", True), "artist": ("artist", Tru
 ESTIMATES = {"year_estimate": "year", "year_low": "year_low", "year_high": "year_high",
              "novelty": "novelty"}
 META_DETAIL = ("width", "height", "tagged_at")
+MAX_ID_DIGITS = 18  # a work id is a row number: ASCII digits, at most this many
 
 
 @dataclass(frozen=True)
@@ -111,11 +112,21 @@ class Catalog:
 
     # -- one work -----------------------------------------------------------------------
     def row(self, work_id: str | int) -> int:
-        """The index row of a work id from a URL or a body; :class:`NotFound` otherwise."""
-        text = str(work_id)
-        if not text.isdigit() or int(text) >= self.count:
-            raise NotFound(f"no work with id {text[:80]!r}: ids are 0 to {self.count - 1}")
-        return int(text)
+        """The index row of a work id from a URL or a body; :class:`NotFound` otherwise.
+
+        Only ASCII digits, at most :data:`MAX_ID_DIGITS` of them: ``str.isdigit()`` also
+        takes "²" and "٣", which ``int()`` refuses, and a bound on the length keeps ``int()``
+        off Python's 4,300-digit limit."""
+        if isinstance(work_id, int) and not isinstance(work_id, bool):
+            shown = str(work_id) if abs(work_id) < 10 ** MAX_ID_DIGITS else "a huge number"
+            row = work_id
+        else:
+            text = work_id if isinstance(work_id, str) else ""
+            plain = 0 < len(text) <= MAX_ID_DIGITS and text.isascii() and text.isdigit()
+            row, shown = (int(text) if plain else -1), text[:40]
+        if not 0 <= row < self.count:
+            raise NotFound(f"no work with id {shown!r}: ids are 0 to {self.count - 1}")
+        return row
 
     def by_sha256(self, sha: str) -> int | None:
         """The indexed work with exactly these bytes, if any."""

@@ -22,20 +22,24 @@ CHUNK = 256 * 1024
 
 
 def work_file(root: Path | None, rel: str | None) -> Path | None:
-    """The real path of ``rel`` when it is a regular file inside ``root``, else None."""
-    if root is None or not rel or "\x00" in rel:
+    """The real path of ``rel`` when it is a regular file inside ``root``, else None.
+
+    The ``\\xHH`` escapes of the path column are decoded first and the NUL check runs on
+    the decoded name (a stored ``\\x00`` is a NUL too); a name that cannot be decoded or
+    looked up is no file, never an error."""
+    if root is None or not rel:
         return None
     try:
         name = decode_path(rel)
-    except ValueError:  # a broken \xHH escape: not a name tag ever wrote
+    except (ValueError, IndexError):  # a broken \xHH escape: not a name tag ever wrote
         return None
-    if os.path.isabs(name) or name.startswith("\\"):
-        return None
-    real_root = os.path.realpath(root)
-    real = os.path.realpath(os.path.join(real_root, name))
-    if os.path.commonpath([real_root, real]) != real_root or real == real_root:
+    if "\x00" in name or os.path.isabs(name) or name.startswith("\\"):
         return None
     try:
+        real_root = os.path.realpath(root)
+        real = os.path.realpath(os.path.join(real_root, name))
+        if os.path.commonpath([real_root, real]) != real_root or real == real_root:
+            return None
         return Path(real) if stat.S_ISREG(os.stat(real).st_mode) else None
     except (OSError, ValueError):
         return None

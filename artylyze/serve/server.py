@@ -2,8 +2,9 @@
 service from the options in the environment (uvicorn starts workers from an import string).
 
 Settings that make it safe to expose: loopback by default, a cap on open connections
-(503 beyond), short keep-alive, no ``Server`` header, uvicorn's own access log off (it
-would print query strings) in favour of :mod:`artylyze.serve.middleware`'s JSON lines.
+(503 beyond, in JSON like every refusal: :mod:`.protocol`), short keep-alive, no ``Server``
+header, uvicorn's own access log off (it would print query strings) in favour of
+:mod:`artylyze.serve.middleware`'s JSON lines.
 """
 
 from __future__ import annotations
@@ -58,10 +59,14 @@ def app_from_env() -> Any:
 
 
 def uvicorn_settings(options: ServeOptions) -> dict[str, Any]:
-    return {"host": options.host, "port": options.port, "root_path": options.root_path,
-            "limit_concurrency": options.max_connections, "timeout_keep_alive": KEEP_ALIVE_S,
-            "timeout_graceful_shutdown": GRACEFUL_S, "access_log": False, "log_config": None,
-            "server_header": False, "proxy_headers": True}
+    """uvicorn's settings; its own refusals answer in JSON (see :mod:`.protocol`)."""
+    from artylyze.serve.protocol import JsonH11Protocol
+
+    return {"http": JsonH11Protocol, "host": options.host, "port": options.port,
+            "root_path": options.root_path, "limit_concurrency": options.max_connections,
+            "timeout_keep_alive": KEEP_ALIVE_S, "timeout_graceful_shutdown": GRACEFUL_S,
+            "access_log": False, "log_config": None, "server_header": False,
+            "proxy_headers": True}
 
 
 def is_loopback(host: str) -> bool:

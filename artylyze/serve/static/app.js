@@ -241,6 +241,8 @@ async function showWork(id) {
     api(`v1/works/${id}/similar?k=12`)]);
   const img = $("work-image");
   img.src = work.image ?? work.thumbnail;
+  img.classList.toggle("thumb", !work.image);  // shown at its own size, not blown up
+  $("work-note").hidden = Boolean(work.image);
   img.alt = work.title ?? work.path;
   $("work-title").textContent = work.title ?? work.path;
   $("work-meta").textContent = [work.artist, work.year].filter((v) => v).join(", ");
