@@ -29,7 +29,7 @@ python3 -m pip install --quiet -c constraints.txt -e ".[train,dev,ray,serve]"
 # IIIF: httpx and ijson (the 'iiif' extra), the reference Image API server `iiif` (tests),
 # and iiif-prezi3 without its Pillow<=12 pin (it works with the pinned Pillow 13)
 python3 -m pip install --quiet -c constraints.txt httpx ijson iiif pydantic requests
-python3 -m pip install --quiet --no-deps iiif-prezi3
+python3 -m pip install --quiet -c constraints.txt --no-deps iiif-prezi3
 bash scripts/get_mirador.sh
 python3 -m ruff check .
 python3 -m pytest -q tests "$@"
