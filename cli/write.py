@@ -37,7 +37,11 @@ def write(
     creator_min_score: Annotated[float, option(
         O.creator_min_score, "--creator-min-score", min=0.0, max=1.0)
     ] = O.creator_min_score.default,
-    creator: Annotated[bool, option(O.creator, "--creator/--no-creator")] = O.creator.default,
+    suggest_creator: Annotated[bool, option(
+        O.suggest_creator, "--suggest-creator/--no-suggest-creator")
+    ] = O.suggest_creator.default,
+    date_max_width: Annotated[float, option(O.date_max_width, "--date-max-width", min=0.0)
+                              ] = O.date_max_width.default,
     force: Annotated[bool, typer.Option(
         "--force", help="Rewrite sidecars even where they are up to date.")] = False,
     csv_out: Annotated[Path | None, typer.Option(
@@ -55,7 +59,7 @@ def write(
 ) -> None:
     """Write the labels of META where curators use them: XMP sidecars (incremental: only
     sidecars whose row changed are rewritten), CSV or JSON lines. Originals are never
-    touched."""
+    touched. Shared fields get only what docs/writing-policy.md lets through."""
     xmp = xmp or sidecar_dir is not None
     if not (xmp or csv_out or jsonl_out):
         raise typer.BadParameter("say what to write: --xmp, --csv FILE and/or --jsonl FILE",
@@ -73,7 +77,8 @@ def write(
                 lines.append(f"wrote {rows:,} rows to {out}")
         if xmp:
             options = SidecarOptions(sidecar_dir=sidecar_dir, root=root, min_score=min_score,
-                                     creator_min_score=creator_min_score, creator=creator,
+                                     creator_min_score=creator_min_score,
+                                     creator=suggest_creator, date_max_width=date_max_width,
                                      force=force)
             report = write_sidecars(meta, options)
             failed = report.failed
