@@ -33,6 +33,11 @@ ID_COLUMN = "id"
 FILE_COLUMN = "file"
 TASKS = ("style", "genre", "artist", "nationality", "year")
 DEVICE = Opt("cpu", "cpu, cuda or auto.")
+#: ``index build`` and ``serve``: the help of --filename-pattern (default None: WikiArt names).
+FILENAME_PATTERN = ("Read title, artist, year (and accession, into record_id) from file names "
+                    "with this regular expression: named groups artist, title, year, accession, "
+                    "matched against the whole name without its extension. Default: only "
+                    "WikiArt names (artist-name_title-words-1890.jpg). See docs/file-names.md.")
 
 
 class Tag:

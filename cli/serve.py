@@ -15,6 +15,7 @@ import typer
 from artylyze.cli.errors import cli_errors
 from artylyze.cli.params import option
 from artylyze.errors import ArtyLyzeError
+from artylyze.options import FILENAME_PATTERN
 from artylyze.options import Serve as D
 from artylyze.serve.options import MIB, ServeOptions
 
@@ -51,6 +52,8 @@ def serve(
         "--cors-origin", help="Allow browser calls from this origin (repeatable; default: "
         "none).")] = None,
     root_path: Annotated[str, option(D.root_path, "--root-path")] = D.root_path.default,
+    filename_pattern: Annotated[str | None, typer.Option(
+        "--filename-pattern", help=FILENAME_PATTERN)] = None,
 ) -> None:
     """Serve the JSON API (/v1, docs at /docs) and a web page to tag, search and browse."""
     with cli_errors():
@@ -65,4 +68,4 @@ def serve(
                          max_upload_bytes=int(max_upload_mb * MIB), max_pixels=max_pixels,
                          max_inflight=max_inflight, timeout_s=timeout, max_batch=batch,
                          batch_wait_ms=batch_wait_ms, cors_origins=tuple(cors_origin or ()),
-                         root_path=root_path))
+                         root_path=root_path, filename_pattern=filename_pattern))
