@@ -5,9 +5,10 @@ and ``inv-2003-117_recto.tif`` is not by "Inv 2003 117". So names are read only 
 match a known shape, and anything else leaves the fields empty (pages show the file name):
 
 - the WikiArt slug ``artist-name_title-words-1890.jpg``: an artist part of lowercase words
-  (letters only) joined by ``-``, ``_``, a title part with a letter in it, and optionally
-  ``-YYYY`` at the end; the year counts only when plausible (1000 < year <= this year),
-  otherwise the digits stay part of the title;
+  joined by ``-`` (starting with a letter; digits in it only when the name ends in a
+  plausible year), ``_``, a title part with a letter in it, and optionally ``-YYYY`` at the
+  end; the year counts only when plausible (1000 < year <= this year), otherwise the
+  digits stay part of the title;
 - a pattern the user gives (``--filename-pattern``): a regular expression with named groups
   among ``artist``, ``title``, ``year``, ``accession``, matched against the whole file name
   without its extension (``re.fullmatch``); tried first, the WikiArt shape after it.
@@ -30,7 +31,8 @@ from artylyze.index.errors import IndexBuildError
 PARSER = 2  # 1: any "a_b-1234" name was read as artist a, title b, year 1234
 GROUPS = ("artist", "title", "year", "accession")
 MANIFEST_KEY = "file_names"
-_WIKIART = re.compile(r"(?P<artist>[a-z]+(?:-[a-z]+)*)_(?P<title>.+?)(?:-(?P<year>\d{4}))?")
+_WIKIART = re.compile(r"(?P<artist>[a-z][a-z0-9]*(?:-[a-z0-9]+)*)_(?P<title>.+?)"
+                      r"(?:-(?P<year>\d{4}))?")
 
 
 @dataclass(frozen=True)
@@ -75,6 +77,8 @@ class FileNames:
         if m is None or _title(m["title"]) is None:
             return Parsed()
         title, year = m["title"], plausible_year(m["year"])
+        if year is None and re.search(r"\d", m["artist"]):
+            return Parsed()  # "inv-2003-117_recto": digits in the artist need a real year
         if m["year"] and year is None:
             title = f"{title}-{m['year']}"  # not a year: part of the title
         return Parsed(m["artist"], _title(title), year)

@@ -33,6 +33,9 @@ NEXT_YEAR = dt.date.today().year + 1
     ("IMG_1234.JPG", Parsed()),
     ("untitled.png", Parsed()),
     ("a-painter_untitled-0999.jpg", Parsed("a-painter", "Untitled 0999")),  # not a year
+    ("artist-1_painting-1-1851.png", Parsed("artist-1", "Painting 1", 1851)),
+    ("artist-1_painting-1.png", Parsed()),  # digits in the artist part need a real year
+    ("1-artist_painting-1851.png", Parsed()),
     (f"a-painter_untitled-{NEXT_YEAR}.jpg", Parsed("a-painter", f"Untitled {NEXT_YEAR}")),
 ])
 def test_only_wikiart_names_with_plausible_years_are_read(name, expected):
