@@ -100,3 +100,15 @@ def test_the_shipped_gallery_has_no_invented_titles_or_years():
     monet = [r for r in rows if Path(r["path"]).name.startswith("claude-monet_")]
     assert monet and all(r["artist_slug"] == "claude-monet" and r["title"] for r in monet)
     assert min(r["year"] for r in rows if r["year"] is not None) > 1000
+
+
+def test_serve_refuses_a_bad_pattern_and_passes_a_good_one_to_its_workers(monkeypatch):
+    from artylyze.serve.errors import ServeConfigError
+    from artylyze.serve.options import ENV_VAR, ServeOptions
+
+    with pytest.raises(ServeConfigError, match="filename-pattern"):
+        ServeOptions(filename_pattern="(?P<title>").check()
+    good = ServeOptions(filename_pattern=r"(?P<accession>\d+)")
+    good.check()
+    monkeypatch.setenv(ENV_VAR, good.to_env())
+    assert ServeOptions.from_env().filename_pattern == r"(?P<accession>\d+)"
