@@ -5,10 +5,10 @@ and ``inv-2003-117_recto.tif`` is not by "Inv 2003 117". So names are read only 
 match a known shape, and anything else leaves the fields empty (pages show the file name):
 
 - the WikiArt slug ``artist-name_title-words-1890.jpg``: an artist part of lowercase words
-  joined by ``-`` (starting with a letter; digits in it only when the name ends in a
-  plausible year), ``_``, a title part with a letter in it, and optionally ``-YYYY`` at the
-  end; the year counts only when plausible (1000 < year <= this year), otherwise the
-  digits stay part of the title;
+  joined by ``-`` (starting with a letter; dots, apostrophes, brackets allowed; digits only when
+  the name ends in a plausible year), ``_``, a title part (with a letter in it, unless a
+  plausible year follows), and optionally ``-YYYY`` at the end; the year counts only when
+  plausible (1000 < year <= this year), otherwise the digits stay part of the title;
 - a pattern the user gives (``--filename-pattern``): a regular expression with named groups
   among ``artist``, ``title``, ``year``, ``accession``, matched against the whole file name
   without its extension (``re.fullmatch``); tried first, the WikiArt shape after it.
@@ -31,7 +31,7 @@ from artylyze.index.errors import IndexBuildError
 PARSER = 2  # 1: any "a_b-1234" name was read as artist a, title b, year 1234
 GROUPS = ("artist", "title", "year", "accession")
 MANIFEST_KEY = "file_names"
-_WIKIART = re.compile(r"(?P<artist>[a-z][a-z0-9]*(?:-[a-z0-9]+)*)_(?P<title>.+?)"
+_WIKIART = re.compile(r"(?P<artist>[a-z][a-z0-9.'()]*(?:-[a-z0-9.'()]+)*)_(?P<title>.+?)"
                       r"(?:-(?P<year>\d{4}))?")
 
 
@@ -51,9 +51,13 @@ def plausible_year(text: str | None) -> int | None:
     return year if 1000 < year <= dt.date.today().year else None
 
 
-def _title(text: str | None) -> str | None:
+def _title(text: str | None, digits: bool = False) -> str | None:
+    """Words of a slug as a title; None without a letter in it (unless ``digits``: a title
+    such as "10" beside a real year)."""
     words = re.sub(r"[-_\s]+", " ", text or "").strip()
-    return words[:1].upper() + words[1:] if re.search(r"[^\W\d_]", words) else None
+    if not words or not (digits or re.search(r"[^\W\d_]", words)):
+        return None
+    return words[:1].upper() + words[1:]
 
 
 class FileNames:
@@ -74,14 +78,15 @@ class FileNames:
             return Parsed(found.get("artist"), _title(found.get("title")),
                           plausible_year(found.get("year")), found.get("accession"))
         m = _WIKIART.fullmatch(stem)
-        if m is None or _title(m["title"]) is None:
+        if m is None:
             return Parsed()
         title, year = m["title"], plausible_year(m["year"])
         if year is None and re.search(r"\d", m["artist"]):
             return Parsed()  # "inv-2003-117_recto": digits in the artist need a real year
         if m["year"] and year is None:
             title = f"{title}-{m['year']}"  # not a year: part of the title
-        return Parsed(m["artist"], _title(title), year)
+        title = _title(title, digits=year is not None)  # "brice-marden_10-2011": "10"
+        return Parsed(m["artist"], title, year) if title else Parsed()
 
     def columns(self, paths: list[str]) -> dict[str, pa.Array]:
         """The index rows' ``title``, ``artist_slug`` and ``year`` columns for ``paths``."""

@@ -36,6 +36,8 @@ NEXT_YEAR = dt.date.today().year + 1
     ("artist-1_painting-1-1851.png", Parsed("artist-1", "Painting 1", 1851)),
     ("artist-1_painting-1.png", Parsed()),  # digits in the artist part need a real year
     ("1-artist_painting-1851.png", Parsed()),
+    ("m.-h.-maxy_ferma.jpg", Parsed("m.-h.-maxy", "Ferma")),
+    ("brice-marden_10-2011.jpg", Parsed("brice-marden", "10", 2011)),
     (f"a-painter_untitled-{NEXT_YEAR}.jpg", Parsed("a-painter", f"Untitled {NEXT_YEAR}")),
 ])
 def test_only_wikiart_names_with_plausible_years_are_read(name, expected):
