@@ -16,6 +16,7 @@ from artylyze.cli import (
     export,
     index,
     report,
+    review,
     serve,
     similar,
     tag,
@@ -68,6 +69,7 @@ app.command("evaluate")(evaluate.evaluate)
 app.command("export")(export.export)
 app.command("write")(write.write)
 app.command("serve")(serve.serve)
+app.add_typer(review.app, name="review")
 
 
 def main() -> None:

@@ -52,6 +52,16 @@ def serve(
         "--cors-origin", help="Allow browser calls from this origin (repeatable; default: "
         "none).")] = None,
     root_path: Annotated[str, option(D.root_path, "--root-path")] = D.root_path.default,
+    review: Annotated[bool, typer.Option(
+        "--review", help="Accept reviews (confirm, correct, label) from the page at /review "
+        "and POST /v1/works/{id}/review; each write needs the token printed at start.")
+    ] = False,
+    review_store: Annotated[Path | None, typer.Option(
+        "--review-store", dir_okay=False, help="The review store (default: the one beside "
+        "--meta, meta.parquet.review.sqlite).")] = None,
+    review_token_file: Annotated[Path | None, typer.Option(
+        "--review-token-file", exists=True, dir_okay=False, help="Read the review token "
+        "from this file (first line) instead of making and printing a new one.")] = None,
     filename_pattern: Annotated[str | None, typer.Option(
         "--filename-pattern", help=FILENAME_PATTERN)] = None,
 ) -> None:
@@ -68,4 +78,5 @@ def serve(
                          max_upload_bytes=int(max_upload_mb * MIB), max_pixels=max_pixels,
                          max_inflight=max_inflight, timeout_s=timeout, max_batch=batch,
                          batch_wait_ms=batch_wait_ms, cors_origins=tuple(cors_origin or ()),
-                         root_path=root_path, filename_pattern=filename_pattern))
+                         root_path=root_path, review=review, review_store=review_store,
+                         review_token_file=review_token_file, filename_pattern=filename_pattern))

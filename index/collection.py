@@ -9,6 +9,7 @@ model's predictions, field by field, and the report says which.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +21,8 @@ from artylyze.index.faiss_index import reconstruct, search
 from artylyze.index.labels import join_labels, with_period
 from artylyze.index.search import check_model
 from artylyze.index.store import DEFAULT_GALLERY_DIR, IndexDir, load_index_dir
+from artylyze.review import ReviewStore, review_path
+from artylyze.review.overlay import overlay
 
 POSTERIOR_CHUNK = 65_536  # rows scored at a time, so memory stays flat on big indexes
 
@@ -86,11 +89,23 @@ def from_index(index_dir: str | Path) -> Collection:
     return Collection(Path(index_dir).name, index_entries(index), index, post, None)
 
 
+def with_reviews(entries: Entries, store: Path) -> Entries:
+    """``entries`` with the labels people gave in the review store ``store`` (if there is
+    one) over the model's: the report describes the collection as its curators see it."""
+    if not store.exists():
+        return entries
+    with ReviewStore.open(store, create=False) as opened:
+        humans = opened.current()
+    if not humans:
+        return entries
+    return dataclasses.replace(entries, rows=overlay(entries.rows, humans, entries.tasks))
+
+
 def from_meta(meta: str | Path, index_dir: str | Path | None = None,
               labels: str | Path | None = None) -> Collection:
     """The ok rows of a meta.parquet, placed in the clusters of ``index_dir`` (default: the
     shipped gallery); the index must come from the same model."""
-    entries = read_meta(meta)
+    entries = with_reviews(read_meta(meta), review_path(meta))
     if labels is not None:
         entries = join_labels(entries, labels)
     entries = with_period(entries)

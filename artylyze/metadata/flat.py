@@ -35,7 +35,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from artylyze.atomic import atomic_write
-from artylyze.metadata.metafile import MetaFile, open_meta
+from artylyze.metadata.metafile import AUTO, MetaFile, open_meta
 from artylyze.metadata.policy import ARTWORK_DOMAIN, DOMAIN
 
 FORMATS = ("csv", "jsonl")
@@ -99,8 +99,9 @@ def _plain(column: pa.ChunkedArray) -> pa.Array:
 
 def _not_artwork_unsure(batch: pa.Table) -> pa.Table:
     """Where a row's ``domain`` is not ``artwork``, its ``<task>_confident`` flags read false
-    (``domain_confident`` itself says how sure the domain is and stays): whatever the model
-    did, a non-artwork carries no confident label into a spreadsheet."""
+    (``domain_confident`` itself says how sure the domain is and stays, and so does a
+    person's label): whatever the model did, a non-artwork carries no confident model label
+    into a spreadsheet."""
     if DOMAIN not in batch.column_names:
         return batch
     domain = batch.column(DOMAIN)
@@ -108,7 +109,12 @@ def _not_artwork_unsure(batch: pa.Table) -> pa.Table:
     for i, name in enumerate(batch.column_names):
         if name.endswith("_confident") and name != f"{DOMAIN}_confident":
             flags = batch.column(name)
-            cleared = pc.if_else(pc.and_(other, pc.is_valid(flags)), False, flags)
+            clear = pc.and_(other, pc.is_valid(flags))
+            source = f"{name[:-len('_confident')]}_source"
+            if source in batch.column_names:  # a person's label stays confident
+                clear = pc.and_(clear, pc.invert(pc.fill_null(
+                    pc.equal(batch.column(source), "human"), False)))
+            cleared = pc.if_else(clear, False, flags)
             batch = batch.set_column(i, name, cleared)
     return batch
 
@@ -160,12 +166,15 @@ def _as_json_text(column: pa.ChunkedArray) -> pa.ChunkedArray | pa.Array:
 
 
 def export_flat(meta_path: str | os.PathLike[str], out: str | os.PathLike[str], fmt: str,
-                options: FlatOptions | None = None) -> int:
-    """Write ``out`` as ``fmt`` (csv or jsonl) from a meta.parquet; returns the rows written."""
+                options: FlatOptions | None = None,
+                review: str | os.PathLike[str] | None = AUTO) -> int:
+    """Write ``out`` as ``fmt`` (csv or jsonl) from a meta.parquet; returns the rows written.
+    Human labels of ``review`` (default: the store beside meta.parquet) win over the model's,
+    with ``<task>_source`` saying which is which."""
     if fmt not in FORMATS:
         raise ValueError(f"format must be one of {FORMATS}, got {fmt!r}")
     options = options or FlatOptions()
-    meta = open_meta(meta_path)
+    meta = open_meta(meta_path, review)
     names = columns(meta, options)
     write = _write_csv if fmt == "csv" else _write_jsonl
     written = [0]

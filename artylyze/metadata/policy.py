@@ -3,7 +3,9 @@
 Other systems read a shared field (``Iptc4xmpExt:AOStylePeriod``, ``dc:subject``...) as fact,
 so an empty field is better than a wrong one. One rule for every model, calibrated or not:
 
-- Nothing at all for an image that is not an artwork (a ``domain`` column whose value is
+- A label a person gave or confirmed (``<task>_source == "human"``, from a review) always
+  enters, creator included: the rules below are for the model's labels.
+- Nothing of the model's for an image that is not an artwork (a ``domain`` column whose value is
   not ``artwork``; a row without that column is taken for an artwork, as older bundles
   only ever saw paintings).
 - A label enters only if its score is at least ``min_score`` *and*, where the model gives
@@ -30,6 +32,11 @@ _UNKNOWN = re.compile(r"(another|other|others|unknown|anonymous|unidentified)"
                       r"( artists?)?", re.IGNORECASE)
 
 
+def human(row: dict[str, Any], task: str) -> bool:
+    """Whether a person gave or confirmed the row's label of ``task`` (a review)."""
+    return row.get(f"{task}_source") == "human"
+
+
 def is_artwork(row: dict[str, Any]) -> bool:
     """False when the row has a ``domain`` column whose value is anything but ``artwork``."""
     if DOMAIN not in row:
@@ -45,9 +52,13 @@ def unknown_artist(label: str | None) -> bool:
 
 
 def passes(row: dict[str, Any], task: str, min_score: float) -> bool:
-    """A label the shared fields may carry: an artwork, score >= ``min_score``, and the
-    model's ``<task>_confident`` where the row has it."""
-    if row.get(task) is None or not is_artwork(row):
+    """A label the shared fields may carry: a person's; or on an artwork, score >=
+    ``min_score`` and the model's ``<task>_confident`` where the row has it."""
+    if row.get(task) is None:
+        return False
+    if human(row, task):
+        return True
+    if not is_artwork(row):
         return False
     score = row.get(f"{task}_score")
     if score is None or score != score or score < min_score:
@@ -57,9 +68,14 @@ def passes(row: dict[str, Any], task: str, min_score: float) -> bool:
 
 def creator(row: dict[str, Any], min_score: float, creator_min_score: float,
             suggest: bool) -> bool:
-    """The predicted artist may be suggested as ``AOCreator``."""
-    return (suggest and passes(row, "artist", max(min_score, creator_min_score))
-            and not unknown_artist(row.get("artist")))
+    """The artist may go into ``AOCreator``: a person's (never a suggestion), or the model's
+    only when ``suggest``-ed and it passes at ``creator_min_score``; never a label that
+    names no one."""
+    if unknown_artist(row.get("artist")):
+        return False
+    if human(row, "artist"):
+        return True
+    return suggest and passes(row, "artist", max(min_score, creator_min_score))
 
 
 def date_confident(row: dict[str, Any], min_score: float, max_width: float) -> bool:

@@ -10,12 +10,18 @@ What one sidecar (``painting.jpg.xmp``, beside the image or under ``sidecar_dir`
   the museum's ``record_id`` in ``AOSourceInvNo``. Only what the writing policy lets through
   (:mod:`artylyze.metadata.policy`, docs/writing-policy.md): an artwork, ``score >=
   min_score`` and ``<task>_confident`` where the model has it; the year only when the date
-  is confident; the creator only with ``--suggest-creator``.
+  is confident; the creator only with ``--suggest-creator``. A person's label always.
 - Keywords: shareable style and genre in ``dc:subject``, every confident label but the
   artist as ``ArtyLyze|<task>|<label>`` in ``lr:hierarchicalSubject``.
 - The ArtyLyze namespace (``artylyze:``): every task's label and score, its top-k, the
-  model id, ``TaggedAt``, ``MachineGenerated = True`` and the generator, what was written
+  model id, ``TaggedAt``, ``MachineGenerated`` and the generator, what was written
   into shared fields (``Wrote``), and a digest of all of it.
+
+A label a person gave or confirmed (the review store beside meta.parquet, read through
+:func:`~artylyze.metadata.metafile.open_meta`) goes into the IPTC fields whatever the
+model's score, and the ArtyLyze namespace says so: ``<Task>Source = human``,
+``<Task>ReviewedBy``, ``<Task>ReviewedAt``; ``MachineGenerated`` stays ``True`` while any
+label in the sidecar is still the machine's (``<Task>Source = model``).
 
 Safe with sidecars that exist: other tools' properties stay as they are; a shared field
 is replaced only while it still holds what ArtyLyze wrote there last time (someone who
@@ -39,7 +45,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from artylyze.atomic import atomic_write
-from artylyze.metadata.metafile import MetaFile, open_meta
+from artylyze.metadata.metafile import AUTO, MetaFile, open_meta
 from artylyze.metadata.policy import DOMAIN
 from artylyze.metadata.records import RECORD_ID
 from artylyze.metadata.sidecar_merge import apply, render
@@ -53,6 +59,7 @@ from artylyze.metadata.sidecar_plan import (
     readable,
 )
 from artylyze.metadata.xmp import XmpError
+from artylyze.review.overlay import PROVENANCE
 from artylyze.store import decode_path
 
 __all__ = ["Plan", "SidecarError", "SidecarOptions", "SidecarReport", "apply", "plan",
@@ -73,8 +80,8 @@ class SidecarReport:
 
 def _rows(meta: MetaFile) -> Iterator[dict[str, Any]]:
     wanted = ["path", "status", "model", "tagged_at", RECORD_ID, DOMAIN, *EXTRA_COLUMNS]
-    for t in meta.tasks:
-        wanted += [t, f"{t}_score", f"{t}_top", f"{t}_confident"]
+    for t in meta.all_tasks:
+        wanted += [t, f"{t}_score", f"{t}_top", f"{t}_confident", *(f"{t}{s}" for s in PROVENANCE)]
     columns = [c for c in dict.fromkeys(wanted) if c in meta.names]
     for batch in meta.batches(columns):
         yield from batch.to_pylist()
@@ -93,12 +100,13 @@ def sidecar_path(image_rel: str, folder: Path) -> Path:
     return folder / (image_rel + SUFFIX)
 
 
-def write_sidecars(meta_path: str | os.PathLike[str],
-                   options: SidecarOptions | None = None) -> SidecarReport:
-    """Write or update the sidecar of every ok row of ``meta_path`` (file or part folder)."""
+def write_sidecars(meta_path: str | os.PathLike[str], options: SidecarOptions | None = None,
+                   review: str | os.PathLike[str] | None = AUTO) -> SidecarReport:
+    """Write or update the sidecar of every ok row of ``meta_path`` (file or part folder);
+    human labels of ``review`` (default: the store beside it) win over the model's."""
     options = options or SidecarOptions()
     options.check()
-    meta = open_meta(meta_path)
+    meta = open_meta(meta_path, review)
     root = options.root or (Path(meta.root) if meta.root else None)
     beside = options.sidecar_dir is None
     if beside and (root is None or not root.is_dir()):
@@ -118,7 +126,7 @@ def write_sidecars(meta_path: str | os.PathLike[str],
         if beside and not (root / rel).is_file():
             report.missing += 1
             continue
-        _write_one(sidecar_path(rel, folder), row, meta.tasks, options, now, report)
+        _write_one(sidecar_path(rel, folder), row, meta.all_tasks, options, now, report)
     return report
 
 

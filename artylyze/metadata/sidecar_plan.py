@@ -85,6 +85,11 @@ def readable(task: str, label: str) -> str:
     return label.replace("_", " ")
 
 
+def human(row: dict[str, Any], task: str) -> bool:
+    """Whether a person gave or confirmed the row's label of ``task`` (a review)."""
+    return policy.human(row, task)
+
+
 def _year(value: Any) -> str | None:
     if value is None or value != value or not 1 <= round(value) <= 9999:  # None, NaN, range
         return None
@@ -122,17 +127,26 @@ def plan(row: dict[str, Any], tasks: tuple[str, ...], options: SidecarOptions) -
     hierarchy = [f"ArtyLyze|{t}|{readable(t, row[t])}" for t in sure
                  if t not in NOT_IN_HIERARCHY]
     tagged = row.get("tagged_at")
-    own = [("MachineGenerated", "True"), ("Generator", GENERATOR),
+    labelled = [t for t in tasks if row.get(t) is not None or human(row, t)]
+    machine = not labelled or any(not human(row, t) for t in labelled)
+    own = [("MachineGenerated", str(machine)), ("Generator", GENERATOR),
            ("Model", str(row.get("model") or "")),
            ("TaggedAt", tagged.isoformat(timespec="seconds") if tagged else "")]
     if row.get(RECORD_ID):
         own.append(("RecordId", row[RECORD_ID]))
     tops: dict[str, list[tuple[str, float]]] = {}
     for t in tasks:
+        cap = t[:1].upper() + t[1:]
+        if human(row, t):
+            own += [(f"{cap}Source", "human"), (f"{cap}ReviewedBy", row.get(f"{t}_reviewer") or ""),
+                    (f"{cap}ReviewedAt", row.get(f"{t}_reviewed_at") or "")]
+        elif row.get(t) is not None and f"{t}_source" in row:
+            own.append((f"{cap}Source", "model"))
         if row.get(t) is None:
             continue
-        cap = t[:1].upper() + t[1:]
-        own += [(cap, row[t]), (f"{cap}Score", score_text(row[f"{t}_score"]))]
+        own.append((cap, row[t]))
+        if row.get(f"{t}_score") is not None:  # a task only people gave has no score
+            own.append((f"{cap}Score", score_text(row[f"{t}_score"])))
         if f"{t}_confident" in row and row[f"{t}_confident"] is not None:
             own.append((f"{cap}Confident", str(bool(row[f"{t}_confident"]))))
         tops[cap] = [(x["label"], x["score"]) for x in row.get(f"{t}_top") or ()]

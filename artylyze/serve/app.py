@@ -27,6 +27,7 @@ from artylyze.serve.catalog import WorkQuery
 from artylyze.serve.errors import BadRequest, NotFound, ServeError
 from artylyze.serve.files import open_image
 from artylyze.serve.middleware import AccessLog, SecurityHeaders
+from artylyze.serve.review_api import add_review
 from artylyze.serve.service import Service
 from artylyze.serve.uploads import Upload, check_length, read_body, read_upload
 
@@ -77,6 +78,7 @@ def create_app(service: Service) -> FastAPI:
     _error_handlers(app)
     app.include_router(_api(service), prefix="/v1")
     _page(app)
+    add_review(app, service)
 
     @app.get("/healthz", tags=["service"])
     def healthz() -> dict[str, Any]:

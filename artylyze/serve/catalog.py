@@ -10,6 +10,7 @@ over a large collection is a few array passes.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -96,6 +97,7 @@ class Catalog:
         self._orders: dict[tuple[str, str | None], np.ndarray] = {}
         self._text: list[str] | None = None
         self._by_sha: dict[str, int] | None = None
+        self.reviews: Callable[[int], dict[str, Any]] | None = None  # row -> human answers
 
     @classmethod
     def open(cls, gallery: Gallery, collection: Path | None = None, meta: Path | None = None,
@@ -152,6 +154,8 @@ class Catalog:
                    cluster=entry.get("cluster"), theme=entry.get("theme"),
                    thumbnail=f"{link}/thumbnail",
                    image=f"{link}/image" if self.file(row) else None)
+        if self.reviews is not None:
+            out["human"] = self.reviews(row)
         return out
 
     def detail(self, row: int) -> dict[str, Any]:

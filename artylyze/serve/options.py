@@ -41,6 +41,10 @@ class ServeOptions:
     max_k: int = 100
     max_page: int = 200
     decode_threads: int | None = None  # default: the usable cores
+    review: bool = False  # accept review writes (POST /v1/works/{id}/review)
+    review_store: Path | None = None  # default: the store beside ``meta``
+    review_token_file: Path | None = None  # default: a new token, printed at start
+    review_token: str | None = None  # resolved at start (from the file, or new)
     filename_pattern: str | None = None  # titles from file names (index/filenames.py)
 
     def check(self) -> None:

@@ -12,6 +12,7 @@ import ipaddress
 import logging
 import os
 import sys
+from dataclasses import replace
 from typing import Any
 
 from artylyze.serve.middleware import ACCESS_LOGGER
@@ -78,6 +79,13 @@ def run(options: ServeOptions) -> None:
     options.check()
     configure_logging()
     one_search_thread()
+    if options.review and options.review_token is None:
+        from artylyze.serve.review import read_token
+
+        options = replace(options, review_token=read_token(options.review_token_file))
+        if options.review_token_file is None:
+            log.warning("reviewing is on; review token (paste it into the review page): %s",
+                        options.review_token)
     if not is_loopback(options.host):
         log.warning("listening on %s, not loopback: put a reverse proxy with TLS in front "
                     "(see the README)", options.host)

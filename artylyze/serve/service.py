@@ -29,6 +29,7 @@ from artylyze.serve.catalog import Catalog
 from artylyze.serve.errors import BadImage, NotFound
 from artylyze.serve.limits import Admission
 from artylyze.serve.options import ServeOptions
+from artylyze.serve.review import ReviewDesk, read_token
 from artylyze.serve.uploads import Upload
 from artylyze.store import build_row, make_schema
 
@@ -61,6 +62,7 @@ class Service:
         self.batcher = MicroBatcher(self.bundle.run, options.max_batch or default_batch(
             self.bundle), options.batch_wait_ms / 1000)
         self._schema = make_schema(self.manifest)
+        self.review: ReviewDesk | None = None  # see open_review
         self.thumbnail_bytes = lru_cache(THUMB_CACHE)(self._render_thumbnail)
 
     @classmethod
@@ -73,7 +75,21 @@ class Service:
         gallery = Gallery.open(options.index, bundle_dir=options.bundle, device=options.device,
                                threads=threads, spin=False, names=names)
         catalog = Catalog.open(gallery, options.collection, options.meta, options.root_path)
-        return cls(gallery, catalog, options)
+        service = cls(gallery, catalog, options)
+        service.open_review()
+        return service
+
+    def open_review(self) -> None:
+        """The review store beside ``--meta`` (read-only unless ``--review``), if any; its
+        human answers then show with every work."""
+        man = self.manifest
+        classes = {t.name: t.labels for t in man.tasks if t.kind == "class"}
+        token = self.options.review_token or (read_token(self.options.review_token_file)
+                                              if self.options.review else None)
+        self.review = ReviewDesk.open(self.catalog, self.options.meta, self.options.review_store,
+                                      self.options.review, token, classes, man.model_id)
+        if self.review is not None:
+            self.catalog.reviews = self.review.answers
 
     def warm_up(self) -> None:
         """Create the session, run it once and load the packed thumbnails, so the first
@@ -183,6 +199,8 @@ class Service:
         self.batcher.shutdown()
         self.decoder.shutdown(wait=False, cancel_futures=True)
         self.gallery.close()
+        if self.review is not None:
+            self.review.close()
 
 
 def query_json(query: Query, source: str) -> dict[str, Any]:

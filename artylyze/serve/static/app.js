@@ -56,14 +56,26 @@ function badge(confident) {
 }
 
 // predicted: {task: [{label, score}]} (or {task: {label, score, confident}} for works)
-function labelsView(predicted, estimated = {}, recorded = {}) {
+// human: {task: {label, reviewer, at}}, what people said (a person's label wins)
+function labelsView(predicted, estimated = {}, recorded = {}, human = {}) {
   const box = el("div");
   for (const [task, value] of Object.entries(predicted)) {
     const top = Array.isArray(value) ? value : [value];
     const flag = estimated.confident?.[task] ?? (Array.isArray(value) ? null : value.confident);
     const head = el("div", { class: "task-name" }, pretty(task), badge(flag));
     if (recorded[task]) head.append(el("span", { class: "recorded" }, `recorded: ${pretty(recorded[task])}`));
+    const said = human[task];
+    if (said) {
+      head.append(el("span", { class: "reviewed" }, said.label === null
+        ? `not ${pretty(said.machine_label)}, says ${said.reviewer}`
+        : `${pretty(said.label)}, says ${said.reviewer}`));
+    }
     box.append(el("div", { class: "task" }, head, ...top.map((p) => bar(p.label, p.score))));
+  }
+  for (const [task, said] of Object.entries(human)) {  // tasks only people gave
+    if (task in predicted || said.label === null) continue;
+    box.append(el("div", { class: "task" }, el("div", { class: "task-name" }, pretty(task),
+      el("span", { class: "reviewed" }, `${pretty(said.label)}, says ${said.reviewer}`))));
   }
   const year = estimated.year;
   if (year !== undefined && estimated.year_low !== undefined) {
@@ -235,8 +247,10 @@ async function showWork(id) {
   const predicted = work.top && Object.keys(work.top).length ? work.top : work.predicted;
   const flags = Object.fromEntries(Object.entries(work.predicted)
     .filter(([, p]) => p.confident !== undefined).map(([t, p]) => [t, p.confident]));
+  const review = work.human === undefined ? [] :  // a review store is attached
+    [el("p", {}, el("a", { href: `review#/works/${Number(work.id)}` }, "Review this work"))];
   $("work-labels").replaceChildren(labelsView(predicted, { ...work.estimated, confident: flags },
-    work.recorded), factsView(work));
+    work.recorded, work.human ?? {}), factsView(work), ...review);
   fillGrid($("work-similar"), similar.results);
 }
 
