@@ -159,3 +159,17 @@ def test_labels_that_name_no_one(label):
 @pytest.mark.parametrize("label", ["claude-monet", "Otherwise Jones", "anotherartist-x"])
 def test_named_artists_are_names(label):
     assert not policy.unknown_artist(label)
+
+
+def test_a_persons_label_always_passes_and_the_models_never_on_a_non_artwork():
+    row = {"style": "Cubism", "style_score": 0.2, "style_confident": True, "style_source": "human",
+           "artist": "pablo-picasso", "artist_score": 0.1, "artist_confident": True,
+           "artist_source": "human", "genre": "portrait", "genre_score": 0.99,
+           "genre_confident": True, "genre_source": "model", "domain": "photograph"}
+    assert policy.passes(row, "style", 0.5)  # a reviewer's label, whatever the score
+    assert policy.creator(row, 0.5, 0.8, suggest=False)  # a person's creator is no suggestion
+    assert not policy.passes(row, "genre", 0.5)  # the model's, on a photograph
+    assert not policy.creator({**row, "artist": "Another_artist"}, 0.5, 0.8, suggest=True)
+    model = {**row, "artist_source": "model", "domain": "artwork", "artist_score": 0.95}
+    assert not policy.creator(model, 0.5, 0.8, suggest=False)
+    assert policy.creator(model, 0.5, 0.8, suggest=True)
