@@ -41,6 +41,15 @@ EXIT_CANNOT = 2
 # Whether a cli_errors() is active in this context, and then with --debug or not: the root
 # group's handles everything, the commands' own ones (for direct calls) then stand aside.
 _ACTIVE: ContextVar[bool | None] = ContextVar("artylyze_cli_errors", default=None)
+# The subcommand running, so that a stop says how to carry on with that command.
+_COMMAND: ContextVar[str | None] = ContextVar("artylyze_command", default=None)
+#: What a stopped command's user does next (a command not listed: run it again).
+RESUME = {
+    "tag": "`tag` resumes where it stopped",
+    "write": "run `write` again: sidecars already written are kept and skipped, CSV and "
+             "JSON lines are written whole or not at all",
+    "index": "run it again: an index folder is replaced whole or not at all",
+}
 
 
 def fail(message: str, code: int = EXIT_CANNOT) -> NoReturn:
@@ -75,6 +84,9 @@ def cli_errors(debug: bool | None = None) -> Iterator[None]:
     except OSError as e:
         where = f"{os.fsdecode(e.filename)}: " if e.filename else ""
         _failed(e, f"{where}{os_error_text(e)}")
+    except MemoryError as e:  # an input larger than this machine holds is not a bug
+        _failed(e, f"out of memory ({e or 'MemoryError'}); the input is larger than this "
+                "machine can hold")
     except Exception as e:  # noqa: BLE001 - a bug still gets the policy's exit code
         _failed(e, f"internal error ({type(e).__name__}: {e}); run with --debug for the "
                 "traceback, and please report it")
@@ -94,8 +106,10 @@ def _failed(e: BaseException, message: str) -> NoReturn:
 
 def _stopped(e: BaseException, what: str, code: int) -> NoReturn:
     _traceback(e)
-    typer.secho(f"{what}: stopped cleanly, nothing half-written was left; `tag` resumes "
-                "where it stopped", err=True, fg=typer.colors.YELLOW)
+    command = _COMMAND.get()
+    then = RESUME.get(command or "", f"run `{command}` again" if command else "run it again")
+    typer.secho(f"{what}: stopped cleanly, nothing half-written was left; {then}", err=True,
+                fg=typer.colors.YELLOW)
     raise typer.Exit(code)
 
 
@@ -104,5 +118,14 @@ class PolicyGroup(TyperGroup):
     user can cause ends in a traceback or in an exit code outside the policy."""
 
     def invoke(self, ctx: typer.Context) -> Any:
-        with cli_errors(debug=bool(ctx.params.get("debug"))):
-            return super().invoke(ctx)
+        token = _COMMAND.set(None)
+        try:
+            with cli_errors(debug=bool(ctx.params.get("debug"))):
+                return super().invoke(ctx)
+        finally:
+            _COMMAND.reset(token)
+
+    def resolve_command(self, ctx: typer.Context, args: list[str]) -> Any:
+        name, cmd, rest = super().resolve_command(ctx, args)
+        _COMMAND.set(cmd.name if cmd is not None else name)
+        return name, cmd, rest

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from artylyze.cli.errors import cli_errors
-from artylyze.cli.params import option
+from artylyze.cli.params import index_folder, option
 from artylyze.options import Report as O
 
 
@@ -19,7 +19,7 @@ def report(
     out: Annotated[Path, typer.Option(
         "--out", "-o", file_okay=False, help="Folder for index.html and its charts.")],
     index: Annotated[Path | None, typer.Option(
-        "--index", exists=True, file_okay=False,
+        "--index", exists=True, callback=index_folder,
         help="Index whose clusters the works are placed in (default: the shipped gallery); "
         "must come from the model that tagged them.")] = None,
     labels: Annotated[Path | None, typer.Option(

@@ -13,7 +13,7 @@ import typer
 
 from artylyze import options
 from artylyze.cli.errors import cli_errors
-from artylyze.cli.params import option
+from artylyze.cli.params import index_folder, option
 from artylyze.text import printable
 
 PIPE_WIDTH = 200
@@ -56,7 +56,8 @@ def _results_table(answer: dict[str, Any]):
     return table
 
 
-IndexOpt = Annotated[Path | None, typer.Option("--index", file_okay=False, help=INDEX_HELP)]
+IndexOpt = Annotated[Path | None, typer.Option("--index", callback=index_folder,
+                                               help=INDEX_HELP)]
 BundleOpt = Annotated[Path | None, typer.Option("--bundle", file_okay=False, help=BUNDLE_HELP)]
 DeviceOpt = Annotated[str, option(options.DEVICE, "--device")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON (for scripts).")]

@@ -16,6 +16,7 @@ import typer
 from artylyze.cli.errors import cli_errors
 from artylyze.cli.params import option
 from artylyze.options import Write as O
+from artylyze.text import printable
 
 SHOWN_FAILURES = 10
 
@@ -50,6 +51,11 @@ def write(
         "label and score.")] = None,
     jsonl_out: Annotated[Path | None, typer.Option(
         "--jsonl", dir_okay=False, help="Write JSON lines: one object per file.")] = None,
+    csv_raw: Annotated[bool, typer.Option(
+        "--csv-raw", help="CSV: write text cells exactly. By default a cell that starts "
+        "with = + - @, a tab or a carriage return gets a leading ' (and a NUL becomes \\x00) "
+        "so that Excel and LibreOffice do not run it as a formula; the JSON lines are always "
+        "exact.")] = False,
     top: Annotated[bool, typer.Option(
         "--top", help="CSV/JSONL: add the <task>_top lists (label and score, best first).")
     ] = False,
@@ -85,7 +91,7 @@ def write(
     lines: list[str] = []
     failed: list[tuple[str, str]] = []
     with cli_errors():
-        flat = FlatOptions(top=top, embedding=embedding)
+        flat = FlatOptions(top=top, embedding=embedding, csv_raw=csv_raw)
         for out, fmt in ((csv_out, "csv"), (jsonl_out, "jsonl")):
             if out is not None:
                 rows = export_flat(meta, out, fmt, flat, review or AUTO)
@@ -102,8 +108,8 @@ def write(
             lines.append(format_sidecars(report))
     if not quiet:
         typer.echo("\n".join(lines))
-    for path, reason in failed[:SHOWN_FAILURES]:
-        typer.echo(f"error: {path}: {reason}", err=True)
+    for path, reason in failed[:SHOWN_FAILURES]:  # names are untrusted: one escaped line each
+        typer.echo(f"error: {printable(path)}: {printable(reason)}", err=True)
     if len(failed) > SHOWN_FAILURES:
         typer.echo(f"error: ... and {len(failed) - SHOWN_FAILURES} more", err=True)
     if failed:

@@ -60,7 +60,21 @@ class Collection:
         """(index row, similarity) of the ``k`` nearest indexed works, the work itself out."""
         scores, ids = search(self.index.index, self.query_vectors([work]), k + 1)
         return [(int(i), float(s)) for s, i in zip(scores[0], ids[0], strict=True)
-                if i >= 0 and not (self.own_rows and i == work)][:k]
+                if i >= 0 and not self.same_work(work, int(i))][:k]
+
+    def same_work(self, work: int, row: int) -> bool:
+        """Whether index row ``row`` is work ``work`` itself: the same row of the index, or
+        (works from a meta.parquet the index was built on) the same file by sha256, or the
+        same path under the same root. A work is never its own neighbour."""
+        if self.own_rows:
+            return row == work
+        mine, theirs = self.entries.rows, self.index.rows
+        if "sha256" in mine.column_names and "sha256" in theirs.column_names:
+            sha = mine.column("sha256")[work].as_py()
+            if sha and sha == theirs.column("sha256")[row].as_py():
+                return True
+        return (self.entries.root is not None and self.entries.root == self.index.root
+                and mine.column("path")[work].as_py() == theirs.column("path")[row].as_py())
 
 
 def index_entries(index: IndexDir) -> Entries:

@@ -40,9 +40,15 @@ def journey_chart(counts: np.ndarray, styles: list[str], periods: list[str], sou
     x = np.arange(len(periods))
     fig, (ax, bars) = plt.subplots(2, 1, figsize=(11, 6.8), sharex=True, layout="constrained",
                                    gridspec_kw={"height_ratios": [3, 1]})
-    ax.stackplot(x, shares, labels=[pretty(s) for s in styles], colors=_palette(len(styles)),
-                 alpha=0.9)
-    ax.set(ylim=(0, 1), xlim=(x[0] - 0.3, x[-1] + 0.3) if len(x) > 1 else None,
+    labels, colours = [pretty(s) for s in styles], _palette(len(styles))
+    if len(x) > 1:
+        ax.stackplot(x, shares, labels=labels, colors=colours, alpha=0.9)
+    else:  # one period: an area over a single point has no width, so stack a bar instead
+        bottom = 0.0
+        for share, label, colour in zip(shares[:, 0], labels, colours, strict=True):
+            ax.bar(x, [share], bottom=bottom, width=0.6, label=label, color=colour, alpha=0.9)
+            bottom += float(share)
+    ax.set(ylim=(0, 1), xlim=(x[0] - 0.3, x[-1] + 0.3) if len(x) > 1 else (-1.5, 1.5),
            ylabel="share of the period's works",
            title=f"The journey of styles through time ({source} labels)")
     ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=9, title="style",

@@ -7,7 +7,6 @@ adds them from a CSV); themes prefer them to the predictions.
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +20,7 @@ import pyarrow.parquet as pq
 from artylyze.index.errors import IndexBuildError
 from artylyze.index.filenames import DEFAULT, FileNames, with_accessions
 from artylyze.store import META_BUNDLE, META_ROOT
+from artylyze.untrusted import UntrustedFileError, parse_json
 
 TRUE_PREFIX = "true_"
 #: Columns of meta.parquet copied into the index's rows as they are (record_id: the museum's).
@@ -111,11 +111,15 @@ def schema_metadata(schema: pa.Schema) -> tuple[dict[str, Any] | None, str | Non
     bundle = None
     if META_BUNDLE in meta:
         try:
-            bundle = json.loads(meta[META_BUNDLE])
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise IndexBuildError(
-                f"the Parquet's artylyze.model.bundle metadata is not JSON ({e})") from e
-    root = meta[META_ROOT].decode() if META_ROOT in meta else None  # as the store wrote it
+            bundle = parse_json(meta[META_BUNDLE], "artylyze.bundle")
+        except UntrustedFileError as e:
+            raise IndexBuildError(f"the Parquet's artylyze.bundle metadata: {e.reason}") from e
+        if not isinstance(bundle, dict):
+            raise IndexBuildError("the Parquet's artylyze.bundle metadata is not an object")
+    try:
+        root = meta[META_ROOT].decode() if META_ROOT in meta else None  # as the store wrote it
+    except UnicodeDecodeError as e:
+        raise IndexBuildError("the Parquet's artylyze.root metadata is not UTF-8") from e
     return bundle, root
 
 

@@ -37,6 +37,7 @@ IVF_TRAIN_PER_LIST = 40
 TRAIN_MIN = 20_000
 IVF_TRAIN_ITERATIONS = 10
 EF_SEARCH_STEPS = (16, 32, 64, 128, 256, 512, 1024)
+MAX_SEARCH_PARAM = 1 << 16  # efSearch and the like: far above any useful value
 
 
 @dataclass
@@ -110,9 +111,14 @@ def set_params(index: faiss.Index, params: dict[str, int]) -> None:
     """Apply stored search parameters (``nprobe``, ``efSearch``) to a loaded index."""
     space = faiss.ParameterSpace()
     for name, value in params.items():
+        ivf = ivf_of(index)
+        most = int(ivf.nlist) if name == "nprobe" and ivf is not None else MAX_SEARCH_PARAM
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= most:
+            raise IndexStoreError(f"search parameter {name}={value!r} is not a count from 1 "
+                                  f"to {most}")
         try:
             space.set_index_parameter(index, name, int(value))
-        except RuntimeError as e:
+        except (RuntimeError, TypeError, ValueError, OverflowError) as e:
             raise IndexStoreError(f"index does not take search parameter {name}={value}") from e
 
 
@@ -227,10 +233,10 @@ def tune(index: faiss.Index, factory: str, queries: np.ndarray, qids: np.ndarray
 
 def reconstruct(index: faiss.Index, ids: list[int]) -> np.ndarray:
     """Stored vectors of rows ``ids`` (approximate for compressed indexes)."""
-    ivf = ivf_of(index)
-    if ivf is not None and not ivf.direct_map.type:
-        ivf.make_direct_map()
     try:
+        ivf = ivf_of(index)
+        if ivf is not None and not ivf.direct_map.type:
+            ivf.make_direct_map()
         return np.stack([index.reconstruct(int(i)) for i in ids]).astype(np.float32)
     except RuntimeError as e:
         raise IndexStoreError(f"this index type cannot return its stored vectors: {e}") from e
@@ -256,5 +262,5 @@ def load_index(path: str | Path) -> faiss.Index:
         raise IndexStoreError(f"{path}: FAISS index file is missing")
     try:
         return faiss.read_index(str(path))
-    except RuntimeError as e:
+    except (RuntimeError, MemoryError) as e:
         raise IndexStoreError(f"{path}: not a readable FAISS index (corrupt or truncated?)") from e

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ from typing import Any
 from artylyze.atomic import atomic_write_text
 from artylyze.index.errors import IndexStoreError
 from artylyze.model.bundle import sha256_file
+from artylyze.untrusted import UntrustedFileError, read_json
 
 FORMAT_VERSION = 1
 KIND = "artylyze-index"
@@ -27,6 +29,8 @@ PCA_FILE = "pca.npz"
 CLUSTERS_FILE = "clusters.npz"
 THEMES_FILE = "themes.json"
 THUMBS_FILE = "thumbs.parquet"
+#: A manifest lists a few files and settings: a few KB; anything this big is not one.
+MAX_MANIFEST_BYTES = 16 * 1024**2
 INDEX_FILES = frozenset({MANIFEST_FILE, FAISS_FILE, ROWS_FILE, PCA_FILE, CLUSTERS_FILE,
                          THEMES_FILE, THUMBS_FILE})
 #: Keys written only when set, so an index without them keeps the JSON it always had.
@@ -37,6 +41,8 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "search_params": (dict, type(None)), "pca": (dict, type(None)),
     "bundle_dir": (str, type(None)), "tasks": (list,), "clusters": (dict,),
     "trained": (dict, type(None)), "stream": (dict, type(None)),
+    "bundle": (dict, type(None)), "label_sources": (dict,), "metric": (str,),
+    "recall_at_10": (float, int), "recall_queries": (int,), "created": (str,),
 }
 _REQUIRED = ("model_id", "dim", "index_dim", "count", "files", "index_type")
 
@@ -118,6 +124,13 @@ def _check_types(d: dict[str, Any], file: Path) -> None:
     for key in ("dim", "index_dim", "count"):
         if d[key] < 0:
             raise IndexStoreError(f"{file}: {key!r} is negative")
+    if not all(isinstance(t, str) for t in d["tasks"]):
+        raise IndexStoreError(f"{file}: 'tasks' holds a value that is not text")
+    for key in ("search_params", "clusters", "label_sources"):
+        for name, value in (d.get(key) or {}).items():
+            ok = isinstance(value, int) if key == "search_params" else True
+            if not isinstance(name, str) or not ok or isinstance(value, bool):
+                raise IndexStoreError(f"{file}: {key!r} holds {name!r}: {value!r}")
     for name, info in d["files"].items():
         if name not in INDEX_FILES and (Path(name).name != name or name.startswith(".")):
             raise IndexStoreError(f"{file}: lists {name!r}, which is not a file of the index "
@@ -156,21 +169,22 @@ def read_manifest(path: str | Path) -> IndexManifest:
     if not file.is_file():
         raise IndexStoreError(f"{path}: no {MANIFEST_FILE}; not an ArtyLyze index (or its "
                               "build did not finish)")
-    try:
-        data = json.loads(file.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise IndexStoreError(f"{file}: not valid JSON ({e})") from e
+    try:  # a regular file of bounded size, parsed without ValueError or RecursionError
+        data = read_json(file, MAX_MANIFEST_BYTES)
+    except UntrustedFileError as e:
+        raise IndexStoreError(f"{file}: {e.reason}") from e
     return IndexManifest.from_dict(data, file)
 
 
 def listed_files(index_dir: Path) -> set[str] | None:
     """The file names an existing folder's manifest lists: None without a manifest;
     raises when the manifest is another program's (the folder is not ours to replace)."""
-    try:
-        data = json.loads((index_dir / MANIFEST_FILE).read_text())
-    except FileNotFoundError:
+    file = index_dir / MANIFEST_FILE
+    if not os.path.lexists(file):
         return None
-    except (OSError, ValueError):
+    try:
+        data = read_json(file, MAX_MANIFEST_BYTES)
+    except UntrustedFileError:
         data = {}
     if not isinstance(data, dict) or data.get("kind") != KIND:
         raise IndexStoreError(f"--out {index_dir}: its {MANIFEST_FILE} is not an ArtyLyze "

@@ -19,11 +19,9 @@ and counts, so a corrupt or mixed-up directory fails with a message that names t
 from __future__ import annotations
 
 import glob
-import json
 import os
 import shutil
 import tempfile
-import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -37,8 +35,10 @@ import pyarrow.parquet as pq
 
 from artylyze.atomic import atomic_write, recover_dir, replace_dir
 from artylyze.errors import writing
+from artylyze.index.checks import check_rows, check_themes, read_npz, thumb_column
 from artylyze.index.clusters import Gmm
 from artylyze.index.errors import IndexStoreError
+from artylyze.index.faiss_check import check_faiss_file
 from artylyze.index.faiss_index import load_index, save_index, set_params
 from artylyze.index.filenames import MANIFEST_KEY, FileNames, reparse
 from artylyze.index.manifest import (
@@ -60,6 +60,7 @@ from artylyze.index.reduce import PCA
 from artylyze.model.bundle import DEFAULT_BUNDLE_DIR, sha256_file
 from artylyze.signals import critical
 from artylyze.store.lock import FileLock
+from artylyze.untrusted import UntrustedFileError, read_json
 
 #: The reference gallery that ships with ArtyLyze (wikiart11, default bundle).
 DEFAULT_GALLERY_DIR = DEFAULT_BUNDLE_DIR.parent / "gallery"
@@ -121,13 +122,8 @@ class IndexDir:
         if THUMBS_FILE not in self.manifest.files:
             return None
         if self._thumbs is None:
-            from artylyze.index.thumbs import THUMB_COLUMN
-
-            table = _parquet(self.path / THUMBS_FILE)
-            if table.num_rows != self.count or THUMB_COLUMN not in table.column_names:
-                raise IndexStoreError(f"{self.path / THUMBS_FILE}: {table.num_rows} "
-                                      f"thumbnails for {self.count} rows")
-            self._thumbs = table.column(THUMB_COLUMN).to_pylist()
+            file = self.path / THUMBS_FILE
+            self._thumbs = thumb_column(_parquet(file), file, self.count)
         return self._thumbs[row]
 
     @property
@@ -240,18 +236,10 @@ def _verify(path: Path, files: dict[str, Any]) -> None:
                                   "(corrupt or replaced); rebuild the index")
 
 
-def _npz(file: Path) -> dict[str, np.ndarray]:
-    try:
-        with np.load(file, allow_pickle=False) as data:
-            return {k: data[k] for k in data.files}
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
-        raise IndexStoreError(f"{file}: not a readable npz file ({e})") from e
-
-
 def _parquet(file: Path) -> pa.Table:
     try:  # ParquetFile, not read_table: it skips pyarrow.dataset (and its pandas import)
         return pq.ParquetFile(file).read()
-    except (pa.ArrowInvalid, OSError) as e:
+    except (pa.ArrowException, OSError, MemoryError, ValueError) as e:  # every way it fails
         raise IndexStoreError(f"{file}: not a readable Parquet file ({e})") from e
 
 
@@ -265,8 +253,9 @@ def load_index_dir(path: str | Path, verify: bool = True,
     manifest = read_manifest(path)
     if verify:
         _verify(path, manifest.files)
-    index = load_index(path / FAISS_FILE)
     count, dim = manifest.count, manifest.index_dim
+    check_faiss_file(path / FAISS_FILE, dim, count)  # before FAISS allocates what it declares
+    index = load_index(path / FAISS_FILE)
     if index.ntotal != count or index.d != dim:
         raise IndexStoreError(f"{path / FAISS_FILE}: holds {index.ntotal} vectors of {index.d} "
                               f"dims, the manifest says {count} of {dim}")
@@ -275,21 +264,31 @@ def load_index_dir(path: str | Path, verify: bool = True,
     if rows.num_rows != count or "path" not in rows.column_names:
         raise IndexStoreError(f"{path / ROWS_FILE}: {rows.num_rows} rows, the manifest says "
                               f"{count}")
-    rows = reparse(rows, manifest.extra.get(MANIFEST_KEY), names)
+    try:
+        rows = reparse(rows, manifest.extra.get(MANIFEST_KEY), names)  # docs/file-names.md
+        return _load_parts(path, manifest, index, rows)
+    except (ValueError, TypeError, IndexError) as e:  # a part's arrays of the wrong kind
+        raise IndexStoreError(f"{path}: its parts are not usable ({type(e).__name__}: "
+                              f"{str(e)[:200]})") from e
+
+
+def _load_parts(path: Path, manifest: IndexManifest, index: faiss.Index,
+                rows: pa.Table) -> IndexDir:
+    count, dim = manifest.count, manifest.index_dim
     pca = None
     if manifest.pca:
-        pca = PCA.from_arrays(_npz(path / PCA_FILE))
+        pca = PCA.from_arrays(read_npz(path / PCA_FILE))
         if pca.in_dim != manifest.dim or pca.out_dim != dim:
             raise IndexStoreError(f"{path / PCA_FILE}: maps {pca.in_dim} -> {pca.out_dim} dims, "
                                   f"the manifest says {manifest.dim} -> {dim}")
-    clusters = ClusterModel.from_arrays(_npz(path / CLUSTERS_FILE))
+    clusters = ClusterModel.from_arrays(read_npz(path / CLUSTERS_FILE))
     if clusters.pca.in_dim != manifest.dim or len(clusters.coords) != count:
         raise IndexStoreError(f"{path / CLUSTERS_FILE}: does not match the index's dims or rows")
+    check_rows(rows, path / ROWS_FILE, manifest.tasks, clusters.gmm.k,
+               len(clusters.kmeans_centres))
     try:
-        themes = json.loads((path / THEMES_FILE).read_text())
-    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise IndexStoreError(f"{path / THEMES_FILE}: not readable JSON ({e})") from e
-    if len(themes.get("themes", [])) != clusters.gmm.k:
-        raise IndexStoreError(f"{path / THEMES_FILE}: {len(themes.get('themes', []))} themes "
-                              f"for {clusters.gmm.k} clusters")
+        themes = read_json(path / THEMES_FILE)
+    except UntrustedFileError as e:
+        raise IndexStoreError(f"{path / THEMES_FILE}: {e.reason}") from e
+    check_themes(themes, clusters.gmm.k, path / THEMES_FILE)
     return IndexDir(path, manifest, index, rows, pca, clusters, themes)

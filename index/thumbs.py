@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import io
 import os
+import stat
 from collections.abc import Callable, Sequence
 from pathlib import Path, PurePath
 from typing import TYPE_CHECKING
@@ -33,15 +34,28 @@ THUMB_QUALITY = 65
 def locate(root: str | None, rel_path: str) -> Path | None:
     """The file of an indexed row: ``root/path``; names that are not UTF-8 are stored escaped
     in meta.parquet and decoded here. Row paths are untrusted (an index can come from
-    anyone): an absolute one, or one that climbs out of the root with ``..``, is never
-    opened, so a page or contact sheet cannot embed a file from outside the collection."""
-    from artylyze.store import decode_path, file_path
+    anyone): an absolute one, one that climbs out of the root with ``..``, a symlink that
+    leads out of it, a broken ``\\xHH`` escape or a NUL is never opened (the same rule as
+    ``serve``), so a page or contact sheet cannot embed a file from outside the collection;
+    the caller shows a grey tile."""
+    from artylyze.store import decode_path
 
-    rel = decode_path(rel_path)
-    if not root or os.path.isabs(rel) or ".." in PurePath(rel).parts:
+    if not root or not isinstance(rel_path, str):
         return None
-    path = Path(file_path(root, rel_path))
-    return path if path.is_file() else None
+    try:
+        rel = decode_path(rel_path)
+    except ValueError:  # BadPathError: not a name any tag run wrote
+        return None
+    if os.path.isabs(rel) or ".." in PurePath(rel).parts:
+        return None
+    real_root = os.path.realpath(root)
+    real = os.path.realpath(os.path.join(real_root, rel))
+    if real == real_root or os.path.commonpath([real_root, real]) != real_root:
+        return None
+    try:
+        return Path(real) if stat.S_ISREG(os.stat(real).st_mode) else None
+    except (OSError, ValueError):
+        return None
 
 
 def read_thumbnail(path: str | Path | None, size: int) -> Image.Image | None:
@@ -111,14 +125,11 @@ def row_image(index: IndexDir, row: int, size: int = 160) -> Image.Image | None:
     """The picture of an indexed work: its packed thumbnail, else its file under the
     index's root; None when neither can be read."""
     data = index.packed_thumbnail(row)
-    if data is not None:
-        try:
-            with Image.open(io.BytesIO(data)) as packed:
-                img = packed.convert("RGB")
-        except (OSError, ValueError):
-            img = None
+    if data is not None:  # untrusted bytes: decoded under a small pixel limit, or not at all
+        from artylyze.index.checks import decode_thumbnail
+
+        img = decode_thumbnail(data, size)
         if img is not None:
-            img.thumbnail((size, size))
             return img
     return read_thumbnail(locate(index.root, index.rows.column("path")[row].as_py()), size)
 

@@ -12,6 +12,13 @@ Round trips, so a system can key its records on them:
   (undecodable bytes as ``\\xHH``, a backslash doubled; :func:`artylyze.store.decode_path`
   gives the file back). Commas, quotes and newlines in names are quoted per RFC 4180.
 - In CSV every text is quoted and a null is an empty cell, so null and ``""`` differ.
+- CSV is for spreadsheets, and Excel and LibreOffice evaluate a cell that starts with
+  ``=``, ``+``, ``-``, ``@``, a tab or a carriage return as a formula (a file name or museum
+  record id such as ``=HYPERLINK(...)`` would run). So, as OWASP recommends, such a text
+  cell (and header) gets a leading ``'``, which spreadsheets show as text and do not
+  evaluate, and a NUL in a text becomes the four characters ``\\x00``. Those cells are then
+  not the exact value: ``--csv-raw`` (``FlatOptions(csv_raw=True)``) writes every value as
+  it is, and JSON lines are always exact.
   Nested values (``--top``, ``--embedding``) are JSON text in one cell; in JSON lines they
   are JSON lists.
 - Scores are written as the shortest decimal that reads back as the same float32;
@@ -47,6 +54,11 @@ class FlatOptions:
 
     top: bool = False  # the <task>_top lists (label + score, best first)
     embedding: bool = False  # the embedding vector
+    csv_raw: bool = False  # CSV: no formula neutralising (exact values, unsafe in Excel)
+
+
+#: What makes a spreadsheet evaluate a cell (OWASP "CSV Injection"); such cells get a ``'``.
+FORMULA_START = r"^[=+\-@\t\r]"
 
 
 def columns(meta: MetaFile, options: FlatOptions) -> list[str]:
@@ -139,21 +151,40 @@ def _write_jsonl(tables: Iterator[pa.Table], f: IO[bytes], names: list[str]) -> 
     return rows
 
 
-def _write_csv(tables: Iterator[pa.Table], f: IO[bytes], names: list[str]) -> int:
+def neutralise(column: pa.ChunkedArray | pa.Array) -> pa.ChunkedArray | pa.Array:
+    """A text column made safe to open in a spreadsheet: cells that start like a formula
+    get a leading ``'``, NULs become ``\\x00``; other columns are returned as they are."""
+    if not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)):
+        return column
+    formula = pc.match_substring_regex(column, FORMULA_START)
+    safe = pc.if_else(formula, pc.binary_join_element_wise("'", column, ""), column)
+    return pc.replace_substring(safe, "\x00", "\\x00")
+
+
+def neutralise_name(name: str) -> str:
+    """A header cell, by the rule of :func:`neutralise`."""
+    return neutralise(pa.array([name])).to_pylist()[0]
+
+
+def _write_csv(tables: Iterator[pa.Table], f: IO[bytes], names: list[str],
+               raw: bool = False) -> int:
     import pyarrow.csv as pacsv
 
     rows = 0
     writer = None
     options = pacsv.WriteOptions(quoting_style="needed")
+    safe = (lambda c: c) if raw else neutralise
+    header = names if raw else [neutralise_name(n) for n in names]
     for table in tables:
-        cells = {n: _as_json_text(table.column(n)) for n in table.column_names}
+        cells = {h: safe(_as_json_text(table.column(n)))
+                 for h, n in zip(header, table.column_names, strict=True)}
         table = pa.table(cells)
         if writer is None:
             writer = pacsv.CSVWriter(f, table.schema, write_options=options)
         writer.write_table(table)
         rows += table.num_rows
     if writer is None:  # no rows: the header still says what the columns are
-        empty = pa.schema([(n, pa.string()) for n in names])
+        empty = pa.schema([(n, pa.string()) for n in header])
         writer = pacsv.CSVWriter(f, empty, write_options=options)
     writer.close()
     return rows
@@ -176,11 +207,13 @@ def export_flat(meta_path: str | os.PathLike[str], out: str | os.PathLike[str], 
     options = options or FlatOptions()
     meta = open_meta(meta_path, review)
     names = columns(meta, options)
-    write = _write_csv if fmt == "csv" else _write_jsonl
     written = [0]
 
     def run(f: IO[bytes]) -> None:
-        written[0] = write(_batches(meta, names), f, names)
+        if fmt == "csv":
+            written[0] = _write_csv(_batches(meta, names), f, names, options.csv_raw)
+        else:
+            written[0] = _write_jsonl(_batches(meta, names), f, names)
 
     atomic_write(out, run)
     return written[0]

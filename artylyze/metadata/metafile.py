@@ -115,8 +115,12 @@ def open_meta(path: str | os.PathLike[str],
         if need not in schema.names:
             raise MetaFileError(f"{path}: not an ArtyLyze meta.parquet (no {need!r} column)")
     meta = schema.metadata or {}
-    opened = MetaFile(path, tuple(files), schema, _tasks(schema, meta),
-                      decode_path(meta[META_ROOT].decode()) if META_ROOT in meta else None)
+    try:
+        root = decode_path(meta[META_ROOT].decode()) if META_ROOT in meta else None
+    except (UnicodeDecodeError, ValueError) as e:  # BadPathError is a ValueError
+        raise MetaFileError(f"{path}: its artylyze.root metadata is not a usable folder name "
+                            f"({e})") from e
+    opened = MetaFile(path, tuple(files), schema, _tasks(schema, meta), root)
     return with_humans(opened, review)
 
 
@@ -145,6 +149,6 @@ def _tasks(schema: pa.Schema, meta: dict[bytes, bytes]) -> tuple[str, ...]:
     columns; without a readable manifest, every ``<x>`` with ``<x>_score``."""
     try:
         names: Sequence[str] = Manifest.from_dict(json.loads(meta[META_BUNDLE])).label_tasks
-    except (KeyError, TypeError, ValueError, ArtyLyzeError):
+    except (KeyError, TypeError, ValueError, RecursionError, ArtyLyzeError):
         names = [n[:-len("_score")] for n in schema.names if n.endswith("_score")]
     return tuple(n for n in names if n in schema.names and f"{n}_score" in schema.names)

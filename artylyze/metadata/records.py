@@ -32,7 +32,7 @@ META_RECORDS = b"artylyze.records"
 DEFAULT_ID_COLUMN = ID_COLUMN
 DEFAULT_FILE_COLUMN = FILE_COLUMN
 FORMATS = (".csv", ".parquet", ".jsonl", ".ndjson")
-JOIN_VERSION = 1  # recorded with the ids: a change to the matching rules joins again
+JOIN_VERSION = 2  # recorded with the ids: a change to the matching rules joins again
 
 
 class RecordsError(ArtyLyzeError):
@@ -54,8 +54,9 @@ class RecordSpec:
 
 
 def _normal(name: str) -> str:
-    """A file name as records tables write it -> the key it is matched by."""
-    text = name.strip().replace("\\", "/")
+    """A file name as records tables write it -> the key it is matched by. Not stripped: a
+    name may begin with a tab or a space (see :func:`load_records` for the stripped alias)."""
+    text = name.replace("\\", "/")
     while text.startswith("./"):
         text = text[2:]
     return text
@@ -90,10 +91,15 @@ class Records:
     skipped: int  # rows without an id or a file name
     used: set[str] = field(default_factory=set)  # keys that matched an output path
     tails: dict[str, str | None] | None = None  # made on the first lookup that needs them
+    aliases: dict[str, str] = field(default_factory=dict)  # stripped name -> its exact key
 
     def lookup(self, path: str, root: str | None = None) -> str | None:
-        """The record id of an output path (relative to ``root``), or None."""
-        key = next((k for k in _keys(path, root) if k in self.ids), None)
+        """The record id of an output path (relative to ``root``), or None: the exact name
+        first, then the name with the spaces a spreadsheet cell may add stripped."""
+        keys = _keys(path, root)
+        key = next((k for k in keys if k in self.ids), None)
+        if key is None:
+            key = next((self.aliases[k] for k in keys if k in self.aliases), None)
         if key is None:
             if self.tails is None:
                 self.tails = _tails(self.ids)
@@ -139,8 +145,9 @@ def _read_json_lines(path: Path) -> pa.Table:
                 continue
             try:
                 row = json.loads(line)
-            except ValueError as e:
-                raise RecordsError(f"{path}, line {number}: not JSON ({e})") from e
+            except (ValueError, RecursionError) as e:  # a 5,000-digit id, 100,000-deep nesting
+                raise RecordsError(f"{path}, line {number}: not usable JSON "
+                                   f"({str(e)[:200] or type(e).__name__})") from e
             if not isinstance(row, dict):
                 raise RecordsError(f"{path}, line {number}: not a JSON object")
             rows.append(row)
@@ -170,7 +177,7 @@ def load_records(spec: RecordSpec) -> Records:
             raise RecordsError(f"{path}: no column {column!r} ({option}); it has "
                                f"{', '.join(table.column_names)}")
     ids = _text(table.column(spec.id_column).to_pylist())
-    files = _text(table.column(spec.file_column).to_pylist())
+    files = _names(table.column(spec.file_column).to_pylist())
     by_key: dict[str, str] = {}
     clashes: list[str] = []
     skipped = 0
@@ -186,4 +193,21 @@ def load_records(spec: RecordSpec) -> Records:
         shown = "; ".join(clashes[:3]) + (f" and {len(clashes) - 3} more" if len(clashes) > 3
                                           else "")
         raise RecordsError(f"{path}: files listed under two different ids: {shown}")
-    return Records(spec, sha256_file(path), by_key, table.num_rows, skipped)
+    return Records(spec, sha256_file(path), by_key, table.num_rows, skipped,
+                   aliases=_aliases(by_key))
+
+
+def _names(values: list[object]) -> list[str | None]:
+    """File names as they are (a leading tab or space can be part of one); blank: None."""
+    return [None if v is None or not str(v).strip() else str(v) for v in values]
+
+
+def _aliases(ids: dict[str, str]) -> dict[str, str]:
+    """Stripped form -> exact key, for names with outer whitespace whose stripped form is
+    not a key itself and belongs to one name only (a cell padded by a spreadsheet)."""
+    out: dict[str, str | None] = {}
+    for key in ids:
+        bare = _normal(key.strip())
+        if bare != key and bare not in ids:
+            out[bare] = key if out.get(bare, key) == key else None
+    return {k: v for k, v in out.items() if v is not None}

@@ -73,7 +73,7 @@ def records_for_run(out: str | os.PathLike[str], spec: RecordSpec | None
 def _note(schema: pa.Schema) -> dict[str, str] | None:
     try:
         return json.loads((schema.metadata or {})[META_RECORDS])
-    except (KeyError, ValueError):
+    except (KeyError, ValueError, RecursionError):
         return None
 
 

@@ -61,9 +61,15 @@ from artylyze.metadata.sidecar_plan import (
 from artylyze.metadata.xmp import XmpError
 from artylyze.review.overlay import PROVENANCE
 from artylyze.store import decode_path
+from artylyze.untrusted import UntrustedFileError, read_regular
 
 __all__ = ["Plan", "SidecarError", "SidecarOptions", "SidecarReport", "apply", "plan",
            "readable", "render", "sidecar_path", "write_sidecars"]
+
+
+#: Largest existing sidecar read: real ones are a few KB (a Lightroom one with a long
+#: history ~100 KB); anything bigger is not a sidecar ArtyLyze should merge into.
+MAX_SIDECAR_BYTES = 16 * 1024**2
 
 
 @dataclass
@@ -88,7 +94,14 @@ def _rows(meta: MetaFile) -> Iterator[dict[str, Any]]:
 
 
 def _safe_relative(path: str) -> str | None:
-    rel = decode_path(path)
+    """The row's path to write beside, or None when it must not be (absolute, ``..``, a
+    broken escape or a NUL: not a name ``tag`` wrote)."""
+    if not isinstance(path, str):
+        return None
+    try:
+        rel = decode_path(path)
+    except ValueError:  # BadPathError
+        return None
     parts = PurePosixPath(rel).parts
     if not parts or PurePosixPath(rel).is_absolute() or ".." in parts:
         return None
@@ -121,22 +134,37 @@ def write_sidecars(meta_path: str | os.PathLike[str], options: SidecarOptions | 
             continue
         rel = _safe_relative(row["path"])
         if rel is None:
-            report.failed.append((row["path"], "not a relative path inside the collection"))
+            report.failed.append((str(row["path"]), "not a relative path inside the "
+                                  "collection (or a broken \\xHH escape); skipped"))
             continue
         if beside and not (root / rel).is_file():
             report.missing += 1
             continue
         _write_one(sidecar_path(rel, folder), row, meta.all_tasks, options, now, report)
+    if beside and report.missing and not (report.written or report.unchanged or report.failed):
+        raise SidecarError(f"none of the {report.missing:,} tagged images is under {root}: "
+                           "is it the collection folder? Pass the folder that was tagged as "
+                           "--root (or --sidecar-dir to write sidecars elsewhere)")
     return report
+
+
+def read_existing(target: Path) -> bytes | None:
+    """The sidecar already at ``target``, or None when there is none or it is empty.
+
+    Whatever sits there is judged on the open descriptor before a byte is read (as ``tag``
+    judges images): a FIFO is not waited on, a link to ``/dev/zero``, a device or a sparse
+    multi-gigabyte file is refused, not read into memory (UntrustedFileError)."""
+    if not os.path.exists(target):  # stat only: never blocks; a dangling link is replaced
+        return None
+    data = read_regular(target, MAX_SIDECAR_BYTES)
+    return data if data.strip() else None  # an empty file holds nothing to keep
 
 
 def _write_one(target: Path, row: dict[str, Any], tasks: tuple[str, ...],
                options: SidecarOptions, now: datetime, report: SidecarReport) -> None:
     p = plan(row, tasks, options)
     try:
-        existing = target.read_bytes() if target.exists() else None
-        if existing is not None and not existing.strip():
-            existing = None  # an empty file holds nothing to keep
+        existing = read_existing(target)
         data = render(existing, p, now, options.force)
         if data is None:
             report.unchanged += 1
@@ -146,6 +174,8 @@ def _write_one(target: Path, row: dict[str, Any], tasks: tuple[str, ...],
         report.written += 1
     except XmpError as e:
         report.failed.append((row["path"], f"{target.name}: {e}; left as it was"))
+    except UntrustedFileError as e:
+        report.failed.append((row["path"], f"{target.name}: {e.reason}; left as it was"))
     except OSError as e:
         report.failed.append((row["path"], f"{target}: {e.strerror or e}"))
 

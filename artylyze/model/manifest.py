@@ -18,6 +18,7 @@ from typing import Any
 from artylyze.atomic import atomic_write_text
 from artylyze.errors import ArtyLyzeError
 from artylyze.imaging import RESIZE_POLICIES
+from artylyze.untrusted import UntrustedFileError, read_json
 
 FORMAT_VERSION = 2  # 2: the model id covers the whole manifest, not only model.onnx
 SUPPORTED_FORMATS = (1, 2)
@@ -30,6 +31,7 @@ class BundleError(ArtyLyzeError):
 
 
 YEAR_KIND = "year"
+MAX_MANIFEST_BYTES = 16 * 1024**2  # a bundle manifest is a few KB to a few hundred
 
 
 @dataclass(frozen=True)
@@ -180,10 +182,10 @@ def load_manifest(bundle_dir: str | os.PathLike[str]) -> Manifest:
     path = Path(bundle_dir) / MANIFEST_FILE
     if not path.is_file():
         raise BundleError(f"{path}: no manifest.json; is {bundle_dir} a model bundle?")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise BundleError(f"{path}: manifest is not valid JSON ({e})") from e
+    try:  # untrusted: a regular file of bounded size; no ValueError/RecursionError escapes
+        data = read_json(path, MAX_MANIFEST_BYTES)
+    except UntrustedFileError as e:
+        raise BundleError(f"{path}: manifest {e.reason}") from e
     if not isinstance(data, dict):
         raise BundleError(f"{path}: manifest must be a JSON object")
     return Manifest.from_dict(data)

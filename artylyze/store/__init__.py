@@ -14,7 +14,7 @@ May import: the foundations and :mod:`artylyze.model` (the bundle manifest a row
 
 from artylyze.store.merge import ROWS_PER_FILE, write_output
 from artylyze.store.parts import PartWriter, ReuseRecord
-from artylyze.store.paths import decode_path, encode_path, file_path
+from artylyze.store.paths import BadPathError, decode_path, encode_path, file_path
 from artylyze.store.run import Store
 from artylyze.store.schema import (
     FIXED_COLUMNS,
@@ -61,7 +61,8 @@ __all__ = [
     "META_SCHEMA_VERSION", "META_TOP_K", "OLD", "ROWS_PER_FILE", "ROW_GROUP_ROWS",
     "SCHEMA_VERSION", "TOP_TYPE", "YEAR_COLUMNS", "Known", "OutputLock", "OutputLockedError",
     "OutputTarget", "PartWriter", "ReuseRecord", "State", "Store", "StoreError", "build_row",
-    "decode_path", "encode_path", "file_path", "foreign_reason", "key_from_metadata",
+    "BadPathError", "decode_path", "encode_path", "file_path", "foreign_reason",
+    "key_from_metadata",
     "known_in", "known_rows", "label_columns", "load_state", "make_schema", "output_errors",
     "read_schema", "refuse_foreign", "remove_workdir", "result_key", "rows_to_table",
     "write_output",

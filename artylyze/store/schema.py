@@ -157,5 +157,5 @@ def key_from_metadata(meta: dict[bytes, bytes]) -> str | None:
         if meta.get(META_SCHEMA_VERSION) != SCHEMA_VERSION.encode():
             return None
         return result_key(manifest, int(meta[META_TOP_K]))
-    except (KeyError, ValueError, ArtyLyzeError):
+    except (KeyError, ValueError, TypeError, RecursionError, ArtyLyzeError):
         return None
