@@ -33,6 +33,11 @@ ID_COLUMN = "id"
 FILE_COLUMN = "file"
 TASKS = ("style", "genre", "artist", "nationality", "year")
 DEVICE = Opt("cpu", "cpu, cuda or auto.")
+#: ``index build`` and ``serve``: the help of --filename-pattern (default None: WikiArt names).
+FILENAME_PATTERN = ("Read title, artist, year (and accession, into record_id) from file names "
+                    "with this regular expression: named groups artist, title, year, accession, "
+                    "matched against the whole name without its extension. Default: only "
+                    "WikiArt names (artist-name_title-words-1890.jpg). See docs/file-names.md.")
 
 
 class Tag:
@@ -177,11 +182,17 @@ class Export:
 class Write:
     """``artylyze write``; also ``artylyze.metadata.sidecar.SidecarOptions``' defaults."""
 
-    min_score = Opt(0.5, "Labels at least this sure go into the IPTC fields and keywords "
-                    "(models with <task>_confident use that instead).")
-    creator_min_score = Opt(0.8, "The predicted artist is suggested as the artwork's creator "
-                            "from this score; never over a creator already there.")
-    creator = Opt(True, "Suggest the predicted artist as the creator.")
+    min_score = Opt(0.5, "A label goes into the shared IPTC fields and keywords only at or "
+                    "above this score, and only if the model marks it confident where it "
+                    "can (<task>_confident): the same rule for every model.")
+    creator_min_score = Opt(0.8, "With --suggest-creator: the predicted artist is suggested as "
+                            "the artwork's creator from this score; never over a creator "
+                            "already there.")
+    suggest_creator = Opt(False, "Suggest the predicted artist as the artwork's creator "
+                          "(AOCreator): only a confident, named artist, never 'another "
+                          "artist'. Off unless asked.")
+    date_max_width = Opt(40, "The estimated year goes into AODateCreated only when the period "
+                         "is confident and the year interval is at most this many years wide.")
     motivation = Opt("tagging", "--iiif: the annotations' motivation: 'tagging' (what "
                      "Mirador lists) or 'classifying'.")
 

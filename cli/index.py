@@ -10,6 +10,7 @@ import typer
 
 from artylyze.cli.errors import cli_errors
 from artylyze.cli.params import option
+from artylyze.options import FILENAME_PATTERN
 from artylyze.options import IndexBuild as O
 from artylyze.text import printable
 
@@ -79,6 +80,8 @@ def build(
     train_only: Annotated[bool, typer.Option(
         "--train-only", help="Fit on a sample and write an empty, trained index (the "
                              "--trained base of shards).")] = False,
+    filename_pattern: Annotated[str | None, typer.Option(
+        "--filename-pattern", help=FILENAME_PATTERN)] = None,
 ) -> None:
     """Build an index directory: only status == ok rows, one model, themes per cluster."""
     from artylyze.index.build import BuildOptions
@@ -90,7 +93,8 @@ def build(
                             kmeans_k=k, gmm_k=gmm_k, covariance=covariance,
                             cluster_dims=cluster_dims, labels=labels, bundle_dir=bundle,
                             thumbnails=thumbnails, seed=seed, stream=stream,
-                            chunk_rows=chunk_rows, trained=trained, train_only=train_only)
+                            chunk_rows=chunk_rows, trained=trained, train_only=train_only,
+                            filename_pattern=filename_pattern)
         result = build_index(meta, out, opts, log=_log,
                              progress=make_progress(label="index", unit="rows"))
     man = result.manifest

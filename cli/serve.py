@@ -15,6 +15,7 @@ import typer
 from artylyze.cli.errors import cli_errors
 from artylyze.cli.params import option
 from artylyze.errors import ArtyLyzeError
+from artylyze.options import FILENAME_PATTERN
 from artylyze.options import Serve as D
 from artylyze.serve.options import MIB, ServeOptions
 
@@ -61,6 +62,8 @@ def serve(
     review_token_file: Annotated[Path | None, typer.Option(
         "--review-token-file", exists=True, dir_okay=False, help="Read the review token "
         "from this file (first line) instead of making and printing a new one.")] = None,
+    filename_pattern: Annotated[str | None, typer.Option(
+        "--filename-pattern", help=FILENAME_PATTERN)] = None,
 ) -> None:
     """Serve the JSON API (/v1, docs at /docs) and a web page to tag, search and browse."""
     with cli_errors():
@@ -76,4 +79,4 @@ def serve(
                          max_inflight=max_inflight, timeout_s=timeout, max_batch=batch,
                          batch_wait_ms=batch_wait_ms, cors_origins=tuple(cors_origin or ()),
                          root_path=root_path, review=review, review_store=review_store,
-                         review_token_file=review_token_file))
+                         review_token_file=review_token_file, filename_pattern=filename_pattern))

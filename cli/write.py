@@ -39,7 +39,11 @@ def write(
     creator_min_score: Annotated[float, option(
         O.creator_min_score, "--creator-min-score", min=0.0, max=1.0)
     ] = O.creator_min_score.default,
-    creator: Annotated[bool, option(O.creator, "--creator/--no-creator")] = O.creator.default,
+    suggest_creator: Annotated[bool, option(
+        O.suggest_creator, "--suggest-creator/--no-suggest-creator")
+    ] = O.suggest_creator.default,
+    date_max_width: Annotated[float, option(O.date_max_width, "--date-max-width", min=0.0)
+                              ] = O.date_max_width.default,
     force: Annotated[bool, typer.Option(
         "--force", help="Rewrite sidecars even where they are up to date.")] = False,
     csv_out: Annotated[Path | None, typer.Option(
@@ -75,7 +79,7 @@ def write(
     """Write the labels of META where curators use them: XMP sidecars (incremental: only
     sidecars whose row changed are rewritten), CSV or JSON lines, or (META tagged from IIIF)
     Web Annotations and annotated manifests a IIIF viewer shows. Originals are never
-    touched."""
+    touched. Shared fields get only what docs/writing-policy.md lets through."""
     xmp = xmp or sidecar_dir is not None
     if not (xmp or csv_out or jsonl_out or iiif):
         raise typer.BadParameter("say what to write: --xmp, --csv FILE, --jsonl FILE and/or "
@@ -96,7 +100,8 @@ def write(
             lines.append(_write_iiif(meta, iiif, base_url, motivation, min_score, failed))
         if xmp:
             options = SidecarOptions(sidecar_dir=sidecar_dir, root=root, min_score=min_score,
-                                     creator_min_score=creator_min_score, creator=creator,
+                                     creator_min_score=creator_min_score,
+                                     creator=suggest_creator, date_max_width=date_max_width,
                                      force=force)
             report = write_sidecars(meta, options, review or AUTO)
             failed.extend(report.failed)

@@ -33,6 +33,7 @@ import pyarrow as pa
 from artylyze.index import clusters as cl
 from artylyze.index.errors import IndexBuildError
 from artylyze.index.faiss_index import RECALL_K, RECALL_QUERIES, BuiltIndex, train_rows, tune
+from artylyze.index.filenames import DEFAULT, MANIFEST_KEY, FileNames, compile_pattern
 from artylyze.index.fit import Trained, fit_on_sample, load_trained
 from artylyze.index.manifest import IndexManifest
 from artylyze.index.recall import ExactTopK, without_self
@@ -70,6 +71,7 @@ class BuildOptions:
     chunk_rows: int = CHUNK_ROWS  # rows read at a time when streaming
     trained: str | Path | None = None  # reuse this index directory's trained parts
     train_only: bool = False  # write a trained, empty index (the base of shards)
+    filename_pattern: str | None = None  # titles from file names: see index/filenames.py
 
 
 @dataclass
@@ -93,6 +95,8 @@ def check_options(opts: BuildOptions) -> None:
     if opts.covariance not in cl.COVARIANCE_TYPES:
         raise IndexBuildError(f"covariance type must be one of {cl.COVARIANCE_TYPES}, "
                               f"got {opts.covariance!r}")
+    if opts.filename_pattern is not None:
+        compile_pattern(opts.filename_pattern)
     if opts.trained is not None and opts.train_only:
         raise IndexBuildError("--trained and --train-only exclude each other")
     if opts.trained is not None and any(v is not None for v in (
@@ -200,7 +204,8 @@ def build(source: Source | str | Path, out: str | Path, opts: BuildOptions | Non
     check_index_target(out)  # before minutes of work, not after
     check_options(opts)
     if isinstance(source, str | Path):
-        source = open_source(source, opts.stream, opts.chunk_rows, opts.labels)
+        source = open_source(source, opts.stream, opts.chunk_rows, opts.labels,
+                             FileNames(opts.filename_pattern))
     elif opts.labels is not None and source.labels_file is None:
         raise IndexBuildError("--labels: give the labels to the source when opening it")
     how = source.describe()
@@ -272,4 +277,5 @@ def _manifest(source: Source, opts: BuildOptions, fit: Trained, built: BuiltInde
                 "rows_total": 0 if empty else source.rows_total,
                 "rows_error": 0 if empty else source.rows_total - source.count,
                 "labels": source.labels_file},
-        trained=trained, stream=source.describe())
+        trained=trained, stream=source.describe(),
+        extra={MANIFEST_KEY: getattr(source, "names", DEFAULT).describe()})

@@ -245,8 +245,9 @@ def _cases(coll: Collection, studies: list[dict[str, Any]]) -> str:
     blocks = []
     for s in studies:
         w = s["work"]
-        title = rows.column("title")[w].as_py() if "title" in rows.column_names else None
         path = rows.column("path")[w].as_py()
+        title = (rows.column("title")[w].as_py() if "title" in rows.column_names else None
+                 ) or Path(path).name
         artist = pretty_artist(s["labels"].get("artist"))
         labels = " · ".join(esc(pretty(str(s["labels"][f]))) for f in DISPLAY_FIELDS
                             if s["labels"].get(f))
@@ -255,7 +256,7 @@ def _cases(coll: Collection, studies: list[dict[str, Any]]) -> str:
                        for i in s["influences"])
         near = "".join(
             f'<div class="card"><img src="{_index_thumb(coll, n["row"])}" '
-            f'alt="{esc(n["path"])}"><div><b>{esc(n.get("title"))}</b><br>'
+            f'alt="{esc(n["path"])}"><div><b>{esc(n.get("title") or Path(n["path"]).name)}</b><br>'
             f'{esc(n.get("artist") or "")}<br>{esc(pretty(str(n.get("style") or "")))} · '
             f'{esc(n.get("period") or "")}<br><span class="muted">similarity {n["score"]:.2f}'
             f"; other {esc(' and '.join(n['differs']))}</span></div></div>"

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -18,6 +18,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from artylyze.index.errors import IndexBuildError
+from artylyze.index.filenames import DEFAULT, FileNames, with_accessions
 from artylyze.store import META_BUNDLE, META_ROOT
 from artylyze.untrusted import UntrustedFileError, parse_json
 
@@ -29,7 +30,6 @@ THEME_FIELDS = ("style", "genre", "artist", "nationality", "period")
 #: Predicted columns an index keeps beside the labels (``year`` is the file name's year there).
 PREDICTED_EXTRAS = {"year_estimate": pa.int32(), "year_low": pa.int32(),
                     "year_high": pa.int32(), "novelty": pa.float32()}
-_YEAR_AT_END = re.compile(r"-(\d{4})$")
 
 
 @dataclass(frozen=True)
@@ -91,23 +91,12 @@ def clean(value: Any) -> str | None:
     return text or None
 
 
-def parse_file_name(path: str) -> tuple[str | None, str, int | None]:
-    """``artist-name_title-of-work-1890.jpg`` -> (artist slug, "Title of work", 1890).
-
-    WikiArt names files this way; other names give (None, the stem made readable, None).
-    """
-    stem = PurePosixPath(path).stem
-    artist, sep, rest = stem.partition("_")
-    if not sep:
-        artist, rest = None, stem
-    year = None
-    m = _YEAR_AT_END.search(rest)
-    if m and 1000 <= int(m.group(1)) <= 2100:
-        year = int(m.group(1))
-        rest = rest[: m.start()]
-    title = re.sub(r"[-_]+", " ", rest).strip()
-    title = title[:1].upper() + title[1:] if title else stem
-    return (artist or None), title, year
+def parse_file_name(path: str, names: FileNames = DEFAULT
+                    ) -> tuple[str | None, str | None, int | None]:
+    """``artist-name_title-of-work-1890.jpg`` -> (artist slug, "Title of work", 1890); a name
+    of no known shape gives (None, None, None): see :mod:`artylyze.index.filenames`."""
+    found = names.parse(path)
+    return found.artist, found.title, found.year
 
 
 def pretty_artist(slug: str | None) -> str | None:
@@ -209,9 +198,9 @@ def single_model(models: dict[str | None, int], total: int, bundle: dict[str, An
     return model_id
 
 
-def read_meta(path: str | Path) -> Entries:
+def read_meta(path: str | Path, names: FileNames = DEFAULT) -> Entries:
     """Load the ``status == ok`` rows of a meta.parquet (file, or dataset directory);
-    refuse one that mixes models."""
+    refuse one that mixes models. ``names`` reads titles from file names."""
     source = str(path)
     schema, table = _read_parquet(Path(path))
     check_columns(schema, source)
@@ -225,21 +214,18 @@ def read_meta(path: str | Path) -> Entries:
     if bundle and int(bundle.get("embedding_dim", vectors.shape[1])) != vectors.shape[1]:
         raise IndexBuildError(f"{source}: embeddings have {vectors.shape[1]} dims, the bundle "
                               f"says {bundle.get('embedding_dim')}")
-    rows = entry_rows(ok, tasks)
+    rows = entry_rows(ok, tasks, names)
     return Entries(vectors=vectors, rows=rows, model_id=model_id, bundle=bundle, tasks=tasks,
                    root=root, rows_total=total, rows_error=total - ok.num_rows, source=source)
 
 
-def entry_rows(ok: pa.Table, tasks: tuple[str, ...]) -> pa.Table:
+def entry_rows(ok: pa.Table, tasks: tuple[str, ...], names: FileNames = DEFAULT) -> pa.Table:
     paths = [str(p) for p in ok.column("path").to_pylist()]
-    parsed = [parse_file_name(p) for p in paths]
     cols: dict[str, pa.Array] = {
         "path": pa.array(paths, pa.string()),
         "sha256": (ok.column("sha256").combine_chunks().cast(pa.string())
                    if "sha256" in ok.column_names else pa.nulls(len(paths), pa.string())),
-        "title": pa.array([t for _, t, _ in parsed], pa.string()),
-        "artist_slug": pa.array([a for a, _, _ in parsed], pa.string()),
-        "year": pa.array([y for _, _, y in parsed], pa.int32()),
+        **names.columns(paths),
     }
     for task in tasks:
         cols[task] = ok.column(task).combine_chunks().cast(pa.string())
@@ -255,4 +241,6 @@ def entry_rows(ok: pa.Table, tasks: tuple[str, ...]) -> pa.Table:
     for name in ok.column_names:
         if name.startswith(TRUE_PREFIX) or name in PASSTHROUGH:
             cols[name] = ok.column(name).combine_chunks().cast(pa.string())
-    return pa.table(cols)
+    rows = pa.table(cols)
+    accessions = names.accessions(paths)
+    return rows if accessions is None else with_accessions(rows, accessions)

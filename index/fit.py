@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -22,6 +22,7 @@ from artylyze.index import clusters as cl
 from artylyze.index.entries import Entries
 from artylyze.index.errors import IndexBuildError
 from artylyze.index.faiss_index import choose_factory, ivf_of, trained_index
+from artylyze.index.membership import agreement, fit_temperature
 from artylyze.index.reduce import PCA, fit_pca
 from artylyze.index.store import ClusterModel, load_index_dir
 from artylyze.index.themes import centroid_affinity, make_themes
@@ -30,6 +31,7 @@ if TYPE_CHECKING:
     from artylyze.index.build import BuildOptions
 
 POSTERIOR_CHUNK = 50_000
+MEMBERSHIP_FIELD = "style"  # the memberships are calibrated on this theme field
 
 
 @dataclass
@@ -69,8 +71,11 @@ def fit_clusters(entries: Entries, opts: BuildOptions, index_vectors: np.ndarray
     """Clustering space, KMeans sweep, GMM by BIC, themes of ``entries`` (the sample).
     Returns the model and the themes document."""
     n, dim = entries.vectors.shape
-    dims = max(1, min(opts.cluster_dims, dim, n - 1))
     fit_ids = cl.fit_sample(n, opts.seed)
+    dims = cl.cluster_dims(len(fit_ids), min(opts.cluster_dims, dim))
+    if dims < min(opts.cluster_dims, dim, n - 1):
+        log(f"{len(fit_ids)} works: clustering in {dims} dims, not {opts.cluster_dims} "
+            f"(at most one dim per {cl.ROWS_PER_DIM} works)")
     space = fit_pca(entries.vectors[fit_ids], n_components=dims)
     coords = space.project(entries.vectors).astype(np.float32)
     x = coords[fit_ids]
@@ -88,6 +93,10 @@ def fit_clusters(entries: Entries, opts: BuildOptions, index_vectors: np.ndarray
     labels, sources = entries.theme_labels()
     affinity = centroid_affinity(index_vectors, assign, gmm.k)
     themes = make_themes(assign, gmm.k, labels, sources, affinity, gmm.weights)
+    gmm, fitted_on = calibrate(gmm, coords, themes, labels)
+    if fitted_on:
+        log(f"membership temperature {gmm.temperature:.3g} (fitted on {fitted_on} works' "
+            f"{MEMBERSHIP_FIELD})")
     model = ClusterModel(space, gmm, centres, coords.astype(np.float16))
     doc = {"themes": themes, "affinity": np.round(affinity, 4).tolist(),
            "affinity_measure": "cosine similarity of the clusters' mean index vectors",
@@ -96,8 +105,29 @@ def fit_clusters(entries: Entries, opts: BuildOptions, index_vectors: np.ndarray
                       "highest silhouette", "sweep": sweep},
            "gmm": {"k": gmm.k, "chosen_by": "given" if opts.gmm_k else "lowest BIC",
                    "covariance": gmm.covariance_type, "dims": dims, "sweep": bics,
-                   "fit_rows": int(len(x))}}
+                   "fit_rows": int(len(x)), "temperature": round(gmm.temperature, 4),
+                   "temperature_rows": fitted_on}}
     return model, doc
+
+
+def calibrate(gmm: cl.Gmm, coords: np.ndarray, themes: list[dict[str, Any]],
+              labels: dict[str, list[str | None]]) -> tuple[cl.Gmm, int]:
+    """The mixture with its membership temperature fitted on the works' style (ground truth
+    where the build has it, else predicted) against each cluster's dominant style; as it is
+    (T = 1) without styles. Returns it and the number of works it was fitted on."""
+    values = labels.get(MEMBERSHIP_FIELD)
+    if not values or gmm.k < 2:
+        return gmm, 0
+    dominant = [((t["labels"].get(MEMBERSHIP_FIELD) or {}).get("top") or [{}])[0].get("label")
+                for t in themes]
+    known = np.array([v is not None for v in values])
+    if known.sum() < 2:
+        return gmm, 0
+    rows = coords[known].astype(np.float32)
+    log_joint = np.concatenate([gmm.log_joint(rows[s:s + POSTERIOR_CHUNK])
+                                for s in range(0, len(rows), POSTERIOR_CHUNK)])
+    agree = agreement(dominant, np.array([v for v in values if v is not None], object))
+    return replace(gmm, temperature=fit_temperature(log_joint, agree)), int(known.sum())
 
 
 def fit_on_sample(sample: Entries, opts: BuildOptions, n: int, rng: np.random.Generator,

@@ -19,6 +19,7 @@ import numpy as np
 from artylyze.index.entries import TRUE_PREFIX, pretty_artist
 from artylyze.index.errors import IndexStoreError, ModelMismatchError
 from artylyze.index.faiss_index import reconstruct, search
+from artylyze.index.filenames import FileNames
 from artylyze.index.store import DEFAULT_GALLERY_DIR, IndexDir, load_index_dir
 from artylyze.model.bundle import DEFAULT_BUNDLE_DIR, Bundle, BundleError, load_bundle, sha256_file
 from artylyze.store import YEAR_COLUMNS, build_row
@@ -91,14 +92,15 @@ class Gallery:
     @classmethod
     def open(cls, path: str | Path | None = None, bundle_dir: str | Path | None = None,
              device: str = "cpu", verify: bool = True, threads: int | None = None,
-             spin: bool = True) -> Gallery:
+             spin: bool = True, names: FileNames | None = None) -> Gallery:
         """Open an index directory (the shipped gallery when ``path`` is None); ``device``,
-        ``threads`` and ``spin`` are the bundle session's, fixed before it is made."""
+        ``threads`` and ``spin`` are the bundle session's, fixed before it is made; ``names``
+        reads titles from file names again (``--filename-pattern``)."""
         if path is None and not DEFAULT_GALLERY_DIR.is_dir():
             raise IndexStoreError(f"no --index given and the reference gallery is not installed "
                                   f"({DEFAULT_GALLERY_DIR})")
-        return cls(load_index_dir(path or DEFAULT_GALLERY_DIR, verify=verify), bundle_dir, device,
-                   threads, spin)
+        index = load_index_dir(path or DEFAULT_GALLERY_DIR, verify=verify, names=names)
+        return cls(index, bundle_dir, device, threads, spin)
 
     # -- the bundle ---------------------------------------------------------------------
     def _bundle_candidates(self) -> list[Path]:

@@ -40,6 +40,7 @@ from artylyze.index.entries import (
     single_model,
 )
 from artylyze.index.errors import IndexBuildError
+from artylyze.index.filenames import DEFAULT, FileNames
 from artylyze.index.labels import LabelTable, join_labels, with_period
 
 CHUNK_ROWS = 65_536
@@ -64,6 +65,7 @@ class Source(Protocol):
     rows_total: int
     labels_file: str | None
     notes: list[str]
+    names: FileNames  # how titles are read from file names
     resident: bool  # every row is in memory already: fit on all of them
     sample_max: int
 
@@ -85,8 +87,10 @@ class ArraySource:
 
     resident = True
 
-    def __init__(self, entries: Entries, chunk_rows: int = CHUNK_ROWS) -> None:
+    def __init__(self, entries: Entries, chunk_rows: int = CHUNK_ROWS,
+                 names: FileNames = DEFAULT) -> None:
         self.entries = entries
+        self.names = names
         self.chunk_rows = chunk_rows
         self.path = Path(entries.source)
         self.model_id, self.bundle, self.tasks = entries.model_id, entries.bundle, entries.tasks
@@ -97,11 +101,11 @@ class ArraySource:
 
     @classmethod
     def open(cls, meta: str | Path, labels: Labels = None,
-             chunk_rows: int = CHUNK_ROWS) -> ArraySource:
-        entries = read_meta(meta)
+             chunk_rows: int = CHUNK_ROWS, names: FileNames = DEFAULT) -> ArraySource:
+        entries = read_meta(meta, names)
         if labels is not None:
             entries = join_labels(entries, labels)
-        return cls(with_period(entries), chunk_rows)
+        return cls(with_period(entries), chunk_rows, names)
 
     def sample(self, ids: np.ndarray) -> Entries:
         if len(ids) == self.count:
@@ -129,9 +133,10 @@ class ParquetSource:
     sample_max = SAMPLE_MAX
 
     def __init__(self, path: str | Path, chunk_rows: int = CHUNK_ROWS,
-                 labels: Labels = None) -> None:
+                 labels: Labels = None, names: FileNames = DEFAULT) -> None:
         """Pass 1: check the schema of every part, count ok rows, refuse mixed models."""
         self.path = path = Path(path)
+        self.names = names
         if chunk_rows < 1:
             raise IndexBuildError(f"chunk size must be at least 1 row, got {chunk_rows}")
         self.chunk_rows = chunk_rows
@@ -205,7 +210,7 @@ class ParquetSource:
         vectors = embedding_matrix(ok, str(self.path)) if with_vectors else \
             np.zeros((0, self.dim), np.float32)
         entries = Entries(
-            vectors=vectors, rows=entry_rows(ok, self.tasks), model_id=self.model_id,
+            vectors=vectors, rows=entry_rows(ok, self.tasks, self.names), model_id=self.model_id,
             bundle=self.bundle, tasks=self.tasks, root=self.root, rows_total=self.rows_total,
             rows_error=self.rows_total - self.count, source=str(self.path))
         if self.labels is not None:
@@ -261,11 +266,11 @@ def should_stream(path: str | Path) -> bool:
 
 
 def open_source(meta: str | Path, stream: bool | None = None, chunk_rows: int = CHUNK_ROWS,
-                labels: Labels = None) -> Source:
+                labels: Labels = None, names: FileNames = DEFAULT) -> Source:
     """The collection at ``meta`` as a source: streamed (``stream=True``, or None and the
     embeddings exceed ``STREAM_MIN_BYTES``) or loaded whole. Either takes the same labels."""
     if stream is None:
         stream = should_stream(meta)
     if stream:
-        return ParquetSource(meta, chunk_rows, labels)
-    return ArraySource.open(meta, labels, chunk_rows)
+        return ParquetSource(meta, chunk_rows, labels, names)
+    return ArraySource.open(meta, labels, chunk_rows, names)

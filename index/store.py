@@ -40,6 +40,7 @@ from artylyze.index.clusters import Gmm
 from artylyze.index.errors import IndexStoreError
 from artylyze.index.faiss_check import check_faiss_file
 from artylyze.index.faiss_index import load_index, save_index, set_params
+from artylyze.index.filenames import MANIFEST_KEY, FileNames, reparse
 from artylyze.index.manifest import (
     CLUSTERS_FILE,
     FAISS_FILE,
@@ -242,9 +243,12 @@ def _parquet(file: Path) -> pa.Table:
         raise IndexStoreError(f"{file}: not a readable Parquet file ({e})") from e
 
 
-def load_index_dir(path: str | Path, verify: bool = True) -> IndexDir:
+def load_index_dir(path: str | Path, verify: bool = True,
+                   names: FileNames | None = None) -> IndexDir:
     """Load an index directory; ``verify`` checks every file's sha256 (cheap for galleries,
-    about a second per GB for large indexes)."""
+    about a second per GB for large indexes). Titles, artists and years read from file names
+    are read again by ``names`` if given, or by this parser if an older one built the index
+    (:func:`artylyze.index.filenames.reparse`)."""
     path = Path(path)
     manifest = read_manifest(path)
     if verify:
@@ -261,6 +265,7 @@ def load_index_dir(path: str | Path, verify: bool = True) -> IndexDir:
         raise IndexStoreError(f"{path / ROWS_FILE}: {rows.num_rows} rows, the manifest says "
                               f"{count}")
     try:
+        rows = reparse(rows, manifest.extra.get(MANIFEST_KEY), names)  # docs/file-names.md
         return _load_parts(path, manifest, index, rows)
     except (ValueError, TypeError, IndexError) as e:  # a part's arrays of the wrong kind
         raise IndexStoreError(f"{path}: its parts are not usable ({type(e).__name__}: "

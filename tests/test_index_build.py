@@ -24,8 +24,8 @@ from artylyze.index.store import FAISS_FILE, MANIFEST_FILE, ROWS_FILE, load_inde
 def test_file_names_give_artist_title_and_year() -> None:
     assert parse_file_name("Impressionism/claude-monet_water-lilies-1916.jpg") == (
         "claude-monet", "Water lilies", 1916)
-    assert parse_file_name("scan_0001.tif") == ("scan", "0001", None)
-    assert parse_file_name("untitled.png") == (None, "Untitled", None)
+    assert parse_file_name("scan_0001.tif") == (None, None, None)  # no title in it
+    assert parse_file_name("untitled.png") == (None, None, None)  # not a WikiArt name
 
 
 def test_period_uses_bundle_ranges_or_half_centuries() -> None:

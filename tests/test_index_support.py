@@ -84,7 +84,7 @@ def planted_meta(tmp: Path, n_per: int = 30, dim: int = 16, seed: int = 0,
                  model_id: str = "synthetic@000000000000", **kw) -> Path:
     """A meta.parquet over planted groups; predicted style/genre equal the planted labels."""
     x, styles, genres = planted(n_per, dim, seed)
-    paths = [f"{s}/painter-{i % 7}_work-number-{i}-{1800 + i}.jpg"
+    paths = [f"{s}/painter-{'abcdefg'[i % 7]}_work-number-{i}-{1800 + i}.jpg"
              for i, s in enumerate(styles)]
     return write_meta(tmp / "meta.parquet", paths, x, {"style": styles, "genre": genres},
                       {"style": STYLES, "genre": GENRES}, model_id, tmp, **kw)

@@ -66,6 +66,23 @@ def test_predictions_give_a_date_its_period_and_calibrated_extras() -> None:
     assert second.novelty == pytest.approx(1.0, abs=1e-6)  # orthogonal to every centre
 
 
+def test_period_is_the_most_probable_period_and_period_top_is_ranked() -> None:
+    """Mass 0.45 / 0.30 / 0.25 over three periods puts the median year in 1850-1899, yet
+    1800-1849 is the most probable: ``period`` is that one, first in ``period_top``."""
+    decades = tuple(str(y) for y in range(1800, 1950, 10))
+    man = Manifest(name="p", backbone="cnn3", input_size=32, resize="stretch",
+                   tasks=(Task("year", decades, "year", 10),), embedding_dim=4,
+                   model_sha256="0" * 64, extra={"calibration": {"confident": {"period": 0.4}}})
+    year = np.zeros((1, len(decades)), np.float32)
+    year[0, :5], year[0, 5:10], year[0, 10:] = 0.09, 0.06, 0.05
+    (p,) = predictions({"embedding": np.zeros((1, 4), np.float32), "year": year}, man, 3)
+    assert period_of(p.year.year) == "1850-1899", "the case needs the median in the next period"
+    assert [label for label, _ in p.top["period"]] == ["1800-1849", "1850-1899", "1900-1949"]
+    scores = [score for _, score in p.top["period"]]
+    assert scores == sorted(scores, reverse=True) and scores[0] == pytest.approx(0.45)
+    assert p.confident["period"] is True
+
+
 def test_v2_rows_have_date_novelty_and_confident_columns() -> None:
     man = v2_manifest({"confident": {"style": 0.5, "period": 0.5},
                        "novelty": {"method": "centroid", "centres": [[1, 0, 0, 0]]}})

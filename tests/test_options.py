@@ -79,9 +79,9 @@ def test_library_defaults_are_the_options() -> None:
                                            options.Explain.masks.default,
                                            options.Explain.seed.default)
     w = SidecarOptions()
-    assert (w.min_score, w.creator_min_score, w.creator) == (
+    assert (w.min_score, w.creator_min_score, w.creator, w.date_max_width) == (
         options.Write.min_score.default, options.Write.creator_min_score.default,
-        options.Write.creator.default)
+        options.Write.suggest_creator.default, options.Write.date_max_width.default)
     d = ServeOptions()
     assert d.max_upload_bytes == options.Serve.max_upload_mb.default * options.MIB
     assert (d.host, d.port, d.workers, d.max_pixels, d.timeout_s) == (

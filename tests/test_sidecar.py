@@ -28,7 +28,7 @@ from artylyze.model.bundle import Manifest, Task
 from artylyze.model.predict import predictions
 from artylyze.store import build_row, decode_path, make_schema, rows_to_table
 
-MIN_SCORE, CREATOR_MIN = 0.5, 0.8  # the defaults of `artylyze write`
+MIN_SCORE, CREATOR_MIN, DATE_MAX_WIDTH = 0.5, 0.8, 40  # the defaults of `artylyze write`
 
 
 def exiftool(*files: Path | bytes, args: tuple[str, ...] = ()) -> list[dict]:
@@ -72,11 +72,11 @@ def rows(meta: Path) -> dict[str, dict]:
 
 
 def sure(row: dict, task: str, threshold: float = MIN_SCORE) -> bool:
-    """The model's own confident flag where it has one (v2), else the score threshold."""
-    if row[task] is None:
+    """The writing policy: score at the threshold, and the model's own confident flag where it
+    has one (v2)."""
+    if row[task] is None or row[f"{task}_score"] < threshold:
         return False
-    flag = row.get(f"{task}_confident")
-    return bool(flag) if flag is not None else row[f"{task}_score"] >= threshold
+    return f"{task}_confident" not in row or bool(row[f"{task}_confident"])
 
 
 def sidecar(collection: Path, path: str) -> Path:
@@ -104,11 +104,12 @@ def test_exiftool_reads_the_artwork_fields_keywords_and_scores(tagged):
         style = readable("style", row["style"])
         assert items(tags.get("XMP-iptcExt:ArtworkStylePeriod")) == (
             [style] if sure(row, "style") else []), path
-        creator = sure(row, "artist") and row["artist_score"] >= CREATOR_MIN
-        assert items(tags.get("XMP-iptcExt:ArtworkCreator")) == (
-            [readable("artist", row["artist"])] if creator else []), path
-        circa = ([f"{row['year_low']}-{row['year_high']}"] if row.get("year_low") is not None
-                 else [row["period"]] if sure(row, "period") else [])  # v2: the interval
+        assert "XMP-iptcExt:ArtworkCreator" not in tags, "never without --suggest-creator"
+        circa = ([] if not sure(row, "period") else [f"{row['year_low']}-{row['year_high']}"]
+                 if row.get("year_low") is not None else [row["period"]])  # v2: the interval
+        dated = sure(row, "period") and row["year_high"] - row["year_low"] <= DATE_MAX_WIDTH
+        assert items(tags.get("XMP-iptcExt:ArtworkDateCreated")) == (
+            [str(row["year"])] if dated else []), path
         assert items(tags.get("XMP-iptcExt:ArtworkCircaDateCreated")) == circa, path
         keywords = [readable(t, row[t]) for t in ("style", "genre") if sure(row, t)]
         assert items(tags.get("XMP-dc:Subject")) == keywords
@@ -118,6 +119,11 @@ def test_exiftool_reads_the_artwork_fields_keywords_and_scores(tagged):
     assert "Impressionism" in items(renoir["XMP-dc:Subject"])
     assert {p.name: p.read_bytes() for p in collection.iterdir() if p.suffix != ".xmp"} == \
         originals, "originals are never touched"
+    assert write(meta, "--suggest-creator").exit_code == 0
+    for (path, row), tags in zip(table.items(), exiftool(*files), strict=True):
+        creator = sure(row, "artist", CREATOR_MIN)
+        assert items(tags.get("XMP-iptcExt:ArtworkCreator")) == (
+            [readable("artist", row["artist"])] if creator else []), path
 
 
 def test_only_changed_rows_are_rewritten(tagged):

@@ -24,6 +24,9 @@ Round trips, so a system can key its records on them:
 - Scores are written as the shortest decimal that reads back as the same float32;
   ``tagged_at`` as RFC 3339 in UTC (``2026-01-31T12:00:00.123456Z``).
 
+A row whose ``domain`` (where the model gives one) is not ``artwork`` has every
+``<task>_confident`` false, whatever meta.parquet says (docs/writing-policy.md).
+
 Both are written atomically (temp file + rename) a batch at a time, so memory stays flat.
 """
 
@@ -40,6 +43,7 @@ import pyarrow.compute as pc
 
 from artylyze.atomic import atomic_write
 from artylyze.metadata.metafile import AUTO, MetaFile, open_meta
+from artylyze.metadata.policy import ARTWORK_DOMAIN, DOMAIN
 
 FORMATS = ("csv", "jsonl")
 
@@ -105,8 +109,32 @@ def _plain(column: pa.ChunkedArray) -> pa.Array:
     return _short_floats(arr)
 
 
+def _not_artwork_unsure(batch: pa.Table) -> pa.Table:
+    """Where a row's ``domain`` is not ``artwork``, its ``<task>_confident`` flags read false
+    (``domain_confident`` itself says how sure the domain is and stays, and so does a
+    person's label): whatever the model did, a non-artwork carries no confident model label
+    into a spreadsheet."""
+    if DOMAIN not in batch.column_names:
+        return batch
+    domain = batch.column(DOMAIN)
+    other = pc.and_(pc.is_valid(domain), pc.not_equal(domain, ARTWORK_DOMAIN))
+    for i, name in enumerate(batch.column_names):
+        if name.endswith("_confident") and name != f"{DOMAIN}_confident":
+            flags = batch.column(name)
+            clear = pc.and_(other, pc.is_valid(flags))
+            source = f"{name[:-len('_confident')]}_source"
+            if source in batch.column_names:  # a person's label stays confident
+                clear = pc.and_(clear, pc.invert(pc.fill_null(
+                    pc.equal(batch.column(source), "human"), False)))
+            cleared = pc.if_else(clear, False, flags)
+            batch = batch.set_column(i, name, cleared)
+    return batch
+
+
 def _batches(meta: MetaFile, names: list[str]) -> Iterator[pa.Table]:
-    for batch in meta.batches(names):
+    read = names if DOMAIN in names or DOMAIN not in meta.names else [*names, DOMAIN]
+    for batch in meta.batches(read):
+        batch = _not_artwork_unsure(batch)
         yield pa.table({n: _plain(batch.column(n)) for n in names})
 
 

@@ -15,9 +15,10 @@ Per manifest, in ``OUT_DIR/<key>/`` (``key``: 16 hex digits of the manifest id's
   list their page in ``annotations``, with its id under ``--base-url``.
 
 Plus ``collection.json`` listing the copies. Everything is built and then read back with
-``iiif-prezi3``, the IIIF community's models. Only labels the model is sure of go out (the
-``<task>_confident`` flag where the model has one, else ``min_score``): an annotation is
-published data. A label a person gave or confirmed (the review store) always goes out,
+``iiif-prezi3``, the IIIF community's models. Only labels the writing policy lets through
+go out (:mod:`artylyze.metadata.policy`: an artwork, ``score >= min_score`` and the
+``<task>_confident`` flag where the model has one): an annotation is published data. A
+label a person gave or confirmed (the review store) always goes out,
 with `"artylyze:source": "human"` and that person as its creator.
 """
 
@@ -35,6 +36,7 @@ from typing import Any
 from artylyze import __version__
 from artylyze.atomic import atomic_write_text
 from artylyze.errors import ArtyLyzeError
+from artylyze.metadata import policy
 from artylyze.metadata.metafile import open_meta
 from artylyze.options import Write as O
 from artylyze.store import IIIF_COLUMNS, META_BUNDLE
@@ -153,7 +155,8 @@ def _group(meta, min_score: float):
     cols = ["path", "status", "tagged_at", *IIIF_COLUMNS[:1], "iiif_manifest_source",
             *tasks, *(f"{t}_score" for t in tasks),
             *(f"{t}_{c}" for t in tasks for c in ("confident", "source", "reviewer", "reviewed_at")
-              if f"{t}_{c}" in meta.names)]
+              if f"{t}_{c}" in meta.names),
+            *([policy.DOMAIN] if policy.DOMAIN in meta.names else [])]
     groups: dict[str, list[_Canvas]] = defaultdict(list)
     sources: dict[str, str] = {}
     report = IiifWriteReport()
@@ -167,10 +170,8 @@ def _group(meta, min_score: float):
             labels = []
             for t in tasks:
                 label, score = row[t], row[f"{t}_score"]
-                human = row.get(f"{t}_source") == "human"
-                sure = row.get(f"{t}_confident")
-                if label is None or not (human or (sure if sure is not None
-                                                   else score is not None and score >= min_score)):
+                human = policy.human(row, t)
+                if not policy.passes(row, t, min_score):  # docs/writing-policy.md
                     report.skipped += 1
                     continue
                 labels.append(_Label(t, label, None if score is None else float(score),

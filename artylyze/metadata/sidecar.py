@@ -7,9 +7,11 @@ What one sidecar (``painting.jpg.xmp``, beside the image or under ``sidecar_dir`
   entry): the style in ``AOStylePeriod``; the estimated year in ``AODateCreated`` and its
   interval or period bin in ``AOCircaDateCreated``; the predicted artist in ``AOCreator``
   only as a suggestion (a higher score bar, never over a creator someone else entered);
-  the museum's ``record_id`` in ``AOSourceInvNo``. Only labels the model is confident of
-  (``<task>_confident`` where the model has it, else ``score >= min_score``).
-- Keywords: confident style and genre in ``dc:subject``, every confident label but the
+  the museum's ``record_id`` in ``AOSourceInvNo``. Only what the writing policy lets through
+  (:mod:`artylyze.metadata.policy`, docs/writing-policy.md): an artwork, ``score >=
+  min_score`` and ``<task>_confident`` where the model has it; the year only when the date
+  is confident; the creator only with ``--suggest-creator``. A person's label always.
+- Keywords: shareable style and genre in ``dc:subject``, every confident label but the
   artist as ``ArtyLyze|<task>|<label>`` in ``lr:hierarchicalSubject``.
 - The ArtyLyze namespace (``artylyze:``): every task's label and score, its top-k, the
   model id, ``TaggedAt``, ``MachineGenerated`` and the generator, what was written
@@ -44,6 +46,7 @@ from typing import Any
 
 from artylyze.atomic import atomic_write
 from artylyze.metadata.metafile import AUTO, MetaFile, open_meta
+from artylyze.metadata.policy import DOMAIN
 from artylyze.metadata.records import RECORD_ID
 from artylyze.metadata.sidecar_merge import apply, render
 from artylyze.metadata.sidecar_plan import (
@@ -82,7 +85,7 @@ class SidecarReport:
 
 
 def _rows(meta: MetaFile) -> Iterator[dict[str, Any]]:
-    wanted = ["path", "status", "model", "tagged_at", RECORD_ID, *EXTRA_COLUMNS]
+    wanted = ["path", "status", "model", "tagged_at", RECORD_ID, DOMAIN, *EXTRA_COLUMNS]
     for t in meta.all_tasks:
         wanted += [t, f"{t}_score", f"{t}_top", f"{t}_confident", *(f"{t}{s}" for s in PROVENANCE)]
     columns = [c for c in dict.fromkeys(wanted) if c in meta.names]

@@ -1,9 +1,9 @@
 """What one XMP sidecar says, worked out from its meta.parquet row alone (no file read).
 
-Which labels count as confident, which IPTC artwork fields and keywords they fill, the
-``artylyze:`` properties, and a digest of all of it that makes rewrites incremental. The
-file side is :mod:`artylyze.metadata.sidecar`, the merge into an existing packet
-:mod:`artylyze.metadata.sidecar_merge`.
+Which labels may be shared (:mod:`artylyze.metadata.policy`), which IPTC artwork fields
+and keywords they fill, the ``artylyze:`` properties, and a digest of all of it that
+makes rewrites incremental. The file side is :mod:`artylyze.metadata.sidecar`, the merge
+into an existing packet :mod:`artylyze.metadata.sidecar_merge`.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from typing import Any
 
 from artylyze import __version__
 from artylyze.errors import ArtyLyzeError
+from artylyze.metadata import policy
 from artylyze.metadata.records import RECORD_ID
 from artylyze.metadata.xmp import DC, IPTC_EXT, LR, q
 from artylyze.options import Write
@@ -23,7 +24,7 @@ from artylyze.options import Write
 NS = "http://ns.artylyze.org/xmp/1.0/"
 PREFIX = "artylyze"
 SUFFIX = ".xmp"
-FORMAT = 1  # part of the digest: a new format rewrites every sidecar once
+FORMAT = 2  # part of the digest: a new format rewrites every sidecar once (2: policy.py)
 KEYWORD_TASKS = ("style", "genre")
 GENERATOR = f"ArtyLyze {__version__}"
 SUBJECT, HIERARCHY = q(DC, "subject"), q(LR, "hierarchicalSubject")
@@ -32,6 +33,7 @@ ARTWORK = q(IPTC_EXT, "ArtworkOrObject")
 ARTWORK_FIELDS = {"AOStylePeriod": "Bag", "AOCreator": "Seq", "AODateCreated": None,
                   "AOCircaDateCreated": None, "AOSourceInvNo": None}
 EXTRA_COLUMNS = ("year", "year_low", "year_high", "novelty")  # Model v2, when present
+NOT_IN_HIERARCHY = ("artist", policy.DOMAIN)  # never shared keywords
 
 
 class SidecarError(ArtyLyzeError):
@@ -44,9 +46,10 @@ class SidecarOptions:
 
     sidecar_dir: Path | None = None  # None: beside each image, under the collection root
     root: Path | None = None  # the collection root (default: the one meta.parquet records)
-    min_score: float = Write.min_score.default  # at or above: into IPTC fields and keywords
+    min_score: float = Write.min_score.default  # at or above (and confident): shared fields
     creator_min_score: float = Write.creator_min_score.default  # suggested as AOCreator from here
-    creator: bool = Write.creator.default  # False: never suggest an AOCreator
+    creator: bool = Write.suggest_creator.default  # False: never suggest an AOCreator
+    date_max_width: float = Write.date_max_width.default  # widest interval for AODateCreated
     force: bool = False  # rewrite sidecars whose digest matches
 
     def check(self) -> None:
@@ -54,6 +57,8 @@ class SidecarOptions:
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise SidecarError(f"{name.replace('_', '-')} must be in [0, 1], got {value}")
+        if not self.date_max_width >= 0:
+            raise SidecarError(f"date-max-width must be >= 0, got {self.date_max_width}")
 
 
 @dataclass(frozen=True)
@@ -82,21 +87,7 @@ def readable(task: str, label: str) -> str:
 
 def human(row: dict[str, Any], task: str) -> bool:
     """Whether a person gave or confirmed the row's label of ``task`` (a review)."""
-    return row.get(f"{task}_source") == "human"
-
-
-def _confident(row: dict[str, Any], task: str, threshold: float) -> bool:
-    """A person's label always; else the model's own ``<task>_confident`` where it has one,
-    else ``score >= threshold``."""
-    if row.get(task) is None:
-        return False
-    if human(row, task):
-        return True
-    flag = row.get(f"{task}_confident")
-    if flag is not None:
-        return bool(flag)
-    score = row.get(f"{task}_score")
-    return score is not None and score >= threshold
+    return policy.human(row, task)
 
 
 def _year(value: Any) -> str | None:
@@ -107,20 +98,19 @@ def _year(value: Any) -> str | None:
 
 def _artwork(row: dict[str, Any], tasks: tuple[str, ...],
              options: SidecarOptions) -> dict[str, list[str]]:
-    sure = {t: _confident(row, t, options.min_score) for t in tasks}
+    """The artwork fields, by :mod:`artylyze.metadata.policy`: only what it lets through."""
     art: dict[str, list[str]] = dict.fromkeys(ARTWORK_FIELDS, [])
-    if sure.get("style"):
+    if "style" in tasks and policy.passes(row, "style", options.min_score):
         art["AOStylePeriod"] = [readable("style", row["style"])]
-    if options.creator and sure.get("artist") and (
-            human(row, "artist") or (row.get("artist_score") or 0.0) >= options.creator_min_score):
+    if "artist" in tasks and policy.creator(row, options.min_score, options.creator_min_score,
+                                            options.creator):
         art["AOCreator"] = [readable("artist", row["artist"])]
-    if (year := _year(row.get("year"))) is not None:
+    dated = policy.date_confident(row, options.min_score, options.date_max_width)
+    if dated and (year := _year(row.get("year"))) is not None:
         art["AODateCreated"] = [year]
     low, high = _year(row.get("year_low")), _year(row.get("year_high"))
-    if low and high:
-        art["AOCircaDateCreated"] = [f"{low}-{high}"]
-    elif sure.get("period"):
-        art["AOCircaDateCreated"] = [row["period"]]
+    if policy.passes(row, "period", options.min_score):
+        art["AOCircaDateCreated"] = [f"{low}-{high}" if low and high else row["period"]]
     if row.get(RECORD_ID):
         art["AOSourceInvNo"] = [row[RECORD_ID]]
     return art
@@ -132,9 +122,10 @@ def score_text(value: float) -> str:
 
 def plan(row: dict[str, Any], tasks: tuple[str, ...], options: SidecarOptions) -> Plan:
     """What the sidecar of one ok row says; the digest covers all of it and the options."""
-    sure = [t for t in tasks if _confident(row, t, options.min_score)]
+    sure = [t for t in tasks if policy.passes(row, t, options.min_score)]
     keywords = [readable(t, row[t]) for t in sure if t in KEYWORD_TASKS]
-    hierarchy = [f"ArtyLyze|{t}|{readable(t, row[t])}" for t in sure if t != "artist"]
+    hierarchy = [f"ArtyLyze|{t}|{readable(t, row[t])}" for t in sure
+                 if t not in NOT_IN_HIERARCHY]
     tagged = row.get("tagged_at")
     labelled = [t for t in tasks if row.get(t) is not None or human(row, t)]
     machine = not labelled or any(not human(row, t) for t in labelled)
@@ -159,12 +150,15 @@ def plan(row: dict[str, Any], tasks: tuple[str, ...], options: SidecarOptions) -
         if f"{t}_confident" in row and row[f"{t}_confident"] is not None:
             own.append((f"{cap}Confident", str(bool(row[f"{t}_confident"]))))
         tops[cap] = [(x["label"], x["score"]) for x in row.get(f"{t}_top") or ()]
+    if policy.DOMAIN in row and policy.DOMAIN not in tasks:
+        own.append(("Domain", str(row[policy.DOMAIN] or "")))
     for name in EXTRA_COLUMNS:
         if row.get(name) is not None:
             own.append(("".join(w.capitalize() for w in name.split("_")), f"{row[name]:g}"))
     art = _artwork(row, tasks, options)
     content = json.dumps([FORMAT, art, keywords, hierarchy, own, tops,
-                          options.min_score, options.creator, options.creator_min_score],
+                          options.min_score, options.creator, options.creator_min_score,
+                          options.date_max_width],
                          ensure_ascii=False, default=str)
     digest = hashlib.sha256(content.encode()).hexdigest()[:32]
     return Plan(art, keywords, hierarchy, own, tops, digest)

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from artylyze.model.bundle import Manifest
-from artylyze.model.dating import PERIOD_STEP, period_mass, period_of, quantiles
+from artylyze.model.dating import PERIOD_STEP, period_mass, quantiles
 
 DEFAULT_INTERVAL = (0.1, 0.9)  # until fitted: the central 80% of the distribution
 
@@ -55,19 +55,15 @@ def dates(probs: np.ndarray, labels: tuple[str, ...] | list[str], step: int,
           levels: tuple[float, float] | list[float], k: int
           ) -> tuple[list[YearEstimate], list[list[tuple[str, float]]]]:
     """Per row of year-head probabilities: the median year and the ``levels`` interval, and
-    the period top-k with the period the estimate falls in first (scored by its mass)."""
+    the period top-k by mass, most probable first (``period`` is that one, as the page and
+    ``period_top`` show it; the median year may fall in the next period when the mass is
+    split)."""
     probs = np.asarray(probs, np.float64)
     starts = np.array([int(x) for x in labels])
     q = quantiles(probs, starts, step, [0.5, *levels])
     years = [YearEstimate(*(int(round(v)) for v in row)) for row in q]
     periods, mass = period_mass(probs, starts, PERIOD_STEP)
-    column = {p: c for c, p in enumerate(periods)}
-    ranked = top_k(mass, periods, len(periods))
-    tops = []
-    for i, y in enumerate(years):
-        chosen = periods[column.get(period_of(y.year), int(mass[i].argmax()))]
-        tops.append(sorted(ranked[i], key=lambda p, c=chosen: p[0] != c)[:k])
-    return years, tops
+    return years, top_k(mass, periods, k)
 
 
 def predictions(outputs: dict[str, np.ndarray], manifest: Manifest,

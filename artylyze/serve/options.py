@@ -45,6 +45,7 @@ class ServeOptions:
     review_store: Path | None = None  # default: the store beside ``meta``
     review_token_file: Path | None = None  # default: a new token, printed at start
     review_token: str | None = None  # resolved at start (from the file, or new)
+    filename_pattern: str | None = None  # titles from file names (index/filenames.py)
 
     def check(self) -> None:
         """Refuse settings that cannot work, with the option's name."""
@@ -57,6 +58,14 @@ class ServeOptions:
                 raise ServeConfigError(f"{name.replace('_', '-')} must be at least 1")
         if self.timeout_s <= 0 or self.upload_timeout_s <= 0 or self.batch_wait_ms < 0:
             raise ServeConfigError("timeouts must be positive and the batch wait not negative")
+        if self.filename_pattern is not None:
+            from artylyze.index.errors import IndexBuildError
+            from artylyze.index.filenames import compile_pattern
+
+            try:
+                compile_pattern(self.filename_pattern)
+            except IndexBuildError as e:
+                raise ServeConfigError(str(e)) from e
         if self.root_path and (not self.root_path.startswith("/") or self.root_path.endswith("/")):
             raise ServeConfigError(f"root path {self.root_path!r} must start with / and not "
                                    "end with one (e.g. /artylyze)")

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from artylyze.imaging import Decoded, ImageError, load_image
+from artylyze.index.filenames import FileNames
 from artylyze.index.influence import influence
 from artylyze.index.search import Gallery, Query, describe
 from artylyze.index.thumbs import encode_thumbnail
@@ -70,8 +71,9 @@ class Service:
         options.check()
         threads = options.threads or max(1, usable_cores() // options.workers)
         # a server's idle onnxruntime threads must not spin and burn the cores
+        names = None if options.filename_pattern is None else FileNames(options.filename_pattern)
         gallery = Gallery.open(options.index, bundle_dir=options.bundle, device=options.device,
-                               threads=threads, spin=False)
+                               threads=threads, spin=False, names=names)
         catalog = Catalog.open(gallery, options.collection, options.meta, options.root_path)
         service = cls(gallery, catalog, options)
         service.open_review()
