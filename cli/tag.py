@@ -156,7 +156,10 @@ def tag(
              if p.kind in ("unreadable_dir", "unreadable_manifest")]
     if strict and (summary.errors or blind):
         what = [f"{summary.errors} files could not be tagged"] if summary.errors else []
-        what += [f"{len(blind)} folders or manifests could not be read"] if blind else []
+        kinds = {p.kind for p in blind}
+        noun = ("folders" if kinds == {"unreadable_dir"} else
+                "manifests" if kinds == {"unreadable_manifest"} else "folders or manifests")
+        what += [f"{len(blind)} {noun} could not be read"] if blind else []
         fail(f"{' and '.join(what)} (--strict)", EXIT_INPUTS_FAILED)
 
 

@@ -157,7 +157,7 @@ def test_a_manifest_that_does_not_describe_the_graph_is_refused(copy: Path) -> N
 
 def test_manifest_that_is_not_json(copy: Path) -> None:
     (copy / MANIFEST_FILE).write_text("{not json", encoding="utf-8")
-    with pytest.raises(BundleError, match="not valid JSON"):
+    with pytest.raises(BundleError, match="not usable JSON"):
         load_bundle(copy)
 
 
