@@ -11,6 +11,7 @@ import typer
 from artylyze import __version__
 from artylyze.cli import (
     dataset,
+    duplicates,
     evaluate,
     explain,
     export,
@@ -68,6 +69,7 @@ app.command("evaluate")(evaluate.evaluate)
 app.command("export")(export.export)
 app.command("write")(write.write)
 app.command("serve")(serve.serve)
+app.command("duplicates")(duplicates.duplicates)
 
 
 def main() -> None:
