@@ -148,8 +148,8 @@ def run_artylyze(out: Path, meta: dict, args) -> dict:
         pairs, scores = found.pairs, found.scores
         truth = truth_pairs(meta["work"])
         rows = []
-        for cand in (0.25, 0.3, 0.35, 0.4, 0.45, 0.5):
-            for chk in (0.2, 0.3, 0.35, 0.4, 0.45, 0.5, 0.6):
+        for cand in (0.3, 0.4, 0.5):
+            for chk in (0.3, 0.4, 0.45, 0.5, 0.55, 0.6, 0.65, 0.7, 0.8):
                 keep = (pairs.score >= cand) & (scores >= chk)
                 lab = join(len(files), pairs.a[keep], pairs.b[keep])
                 p, r = score(group_pairs(lab), truth)
@@ -270,6 +270,8 @@ def main() -> None:
     print("\nArtyLyze recall of original-copy pairs by transform: " + ", ".join(
         f"{k} {v[0] / v[1]:.2f}" for k, v in sorted(by_kind.items())))
     if args.sweep:
+        print("\nArtyLyze pairs that failed the check:", "; ".join(
+            f"{meta['kind'][a]}|{meta['kind'][b]}" for a, b in sorted(truth - pred)[:40]))
         for name, r in rows.items():
             print(f"\nsweep {name}:")
             for s in r.get("sweep", []):

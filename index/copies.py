@@ -6,7 +6,9 @@ from ``artylyze duplicates``), or embeddings within ``COPY_COSINE`` of each othe
 cosine only files of one work meet on the data at hand (the shipped gallery's pairs above
 it are all one painting filed under two styles, e.g. Magnelli's "Man smoking"), while
 ``artylyze duplicates`` checks pixels and so also finds crops and photos of a work. A
-copy of the query itself (its own bytes) is left out like the query.
+copy of an indexed query (its bytes, or its embedding within ``COPY_COSINE``) is left out
+like the query's own row; an image from outside keeps its copies in the results, where they
+say "this work is in the collection".
 """
 
 from __future__ import annotations
@@ -28,14 +30,18 @@ def fetch_size(k: int) -> int:
 
 def collapse(rows: Sequence[int], vectors: np.ndarray, sha256: Sequence[str | None],
              group: Sequence[Any] | None = None, query_sha: str | None = None,
+             query: np.ndarray | None = None,
              cosine: float = COPY_COSINE) -> list[tuple[int, list[int]]]:
     """(shown row, its copies' rows) for result ``rows`` (best first) with their index
-    vectors; ``sha256``/``group`` are per result."""
+    vectors; ``sha256``/``group`` are per result; ``query_sha``/``query`` (its vector) are
+    given for an indexed query, whose copies are left out."""
     unit = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+    q = None if query is None else query / max(float(np.linalg.norm(query)), 1e-12)
     shown: list[tuple[int, list[int]]] = []
     kept: list[int] = []  # positions of shown results
     for pos, row in enumerate(rows):
-        if query_sha and sha256[pos] == query_sha:
+        if (query_sha and sha256[pos] == query_sha) or \
+                (q is not None and float(unit[pos] @ q) >= cosine):
             continue
         home = None
         for slot, other in enumerate(kept):

@@ -275,7 +275,8 @@ class Gallery:
                 else None
             qsha = sha[query.row] if query.row is not None else None
             shown = collapse(rows, reconstruct(self.index.index, rows), [sha[r] for r in rows],
-                             None if group is None else [group[r] for r in rows], qsha)
+                             None if group is None else [group[r] for r in rows], qsha,
+                             query.vector if query.row is not None else None)
         else:
             shown = [(r, []) for r in rows]
         results = []

@@ -145,7 +145,7 @@ def test_chunked_search_finds_the_same_groups_as_one_pass() -> None:
 
     one = pairs(10_000, 10_000)
     many = pairs(7, 33)
-    assert sorted(zip(one.a, one.b)) == sorted(zip(many.a, many.b))
+    assert sorted(zip(one.a, one.b, strict=True)) == sorted(zip(many.a, many.b, strict=True))
     assert np.array_equal(join(200, one.a, one.b), join(200, many.a, many.b))
     assert len(set(join(200, many.a, many.b).tolist())) == 40
 
