@@ -157,3 +157,35 @@ def test_a_source_that_is_not_a_meta_parquet_is_refused(tmp_path: Path) -> None:
         open_collection(bad)
     with pytest.raises(DuplicatesError, match="no such file"):
         open_collection(tmp_path / "missing.parquet")
+
+
+def test_tag_reports_the_exact_copies_it_met(tmp_path: Path, wikiart: Path) -> None:
+    import shutil
+
+    from tiny_bundle import make_tiny_bundle
+    from typer.testing import CliRunner
+
+    from artylyze.cli.main import app
+
+    root = tmp_path / "coll"
+    root.mkdir()
+    works = [wikiart / "images" / w for w in ARTIST_WORKS]
+    for i, w in enumerate(works):
+        shutil.copy(w, root / f"w{i}.jpg")
+    shutil.copy(works[0], root / "again.jpg")
+    shutil.copy(works[0], root / "and-again.jpg")
+    shutil.copy(works[1], root / "twice.jpg")
+    bundle = make_tiny_bundle(tmp_path / "bundle", size=16)
+    out = tmp_path / "meta.parquet"
+    done = CliRunner().invoke(app, ["tag", str(root), "--out", str(out), "--model", str(bundle)])
+    assert done.exit_code == 0, done.output
+    assert "3 files are exact copies of others (2 groups)" in done.output
+    groups = tmp_path / "groups.parquet"
+    done = CliRunner().invoke(app, ["duplicates", str(out), "--out", str(groups),
+                                    "--html", str(tmp_path / "groups.html")])
+    assert done.exit_code == 0, done.output
+    table = pq.read_table(groups).to_pylist()
+    exact = {r["group"] for r in table if r["kind"] == "exact"}
+    assert len(exact) == 2 and sum(not r["keeper"] for r in table if r["group"] in exact) == 3
+    page = (tmp_path / "groups.html").read_text()
+    assert page.count('class="group"') == len({r["group"] for r in table})
