@@ -74,3 +74,24 @@ def test_the_readme_chagall_example_holds_no_work_twice() -> None:
     (man_smoking,) = gallery.queries([magnelli])
     near = gallery.similar(man_smoking, k=10)  # its Fauvism copy is the query, not a result
     assert "man-smoking" not in " ".join(r["path"] for r in near), near[:2]
+
+
+def test_the_service_lists_duplicate_groups_and_counts_copies() -> None:
+    from fastapi.testclient import TestClient
+
+    from artylyze.serve.app import create_app
+    from artylyze.serve.options import ServeOptions
+    from artylyze.serve.service import Service
+
+    service = Service.open(ServeOptions())
+    client = TestClient(create_app(service))
+    page = client.get("/duplicates")
+    assert page.status_code == 200 and "img-src data:" in page.headers["content-security-policy"]
+    # one group of 2 files, each named in its caption and its alt text
+    assert page.text.count("alberto-magnelli_man-smoking-1914.jpg") == 4
+    assert "<script" not in page.text
+    pearls = service.gallery.find_row(
+        "wikiart11/images/Abstract_Expressionism/richard-tuttle_20-pearls-2-2003.jpg")
+    answer = client.get(f"/v1/works/{pearls}/similar").json()
+    assert sum(r["copies"] for r in answer["results"]) >= 2
+    service.close()
