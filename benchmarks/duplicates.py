@@ -132,7 +132,7 @@ def run_artylyze(out: Path, meta: dict, args) -> dict:
                       [None] * len(files), vectors)
     sweep = args.sweep
     opts = Options(candidate=args.candidate if not sweep else min(args.candidate, 0.25),
-                   check=-1.0 if sweep else args.check)
+                   check=-1.0 if sweep else args.check, per_item=args.per_item)
 
     def load(i: int):
         return Image.open(out / files[i]).convert("RGB")
@@ -216,6 +216,7 @@ def main() -> None:
     ap.add_argument("--sweep", action="store_true", help="print threshold sweeps (val split)")
     ap.add_argument("--candidate", type=float, default=None)
     ap.add_argument("--check", type=float, default=None)
+    ap.add_argument("--per-item", type=int, default=None, help="candidates kept per work")
     ap.add_argument("--hash-threshold", type=int, default=None,
                     help="imagededup max_distance_threshold (default: its own, 10)")
     ap.add_argument("--json", default=None, help="also write the figures here")
@@ -227,6 +228,9 @@ def main() -> None:
 
     args.candidate = CANDIDATE if args.candidate is None else args.candidate
     args.check = THRESHOLD if args.check is None else args.check
+    from artylyze.duplicates.candidates import PER_ITEM
+
+    args.per_item = PER_ITEM if args.per_item is None else args.per_item
     if args.method:
         return child(args)
     images = Path(args.images or f"/tmp/artylyze-dupes-{args.split}-{args.originals}x"
@@ -243,7 +247,8 @@ def main() -> None:
           f"files, {len(truth)} duplicate pairs; {images}")
     if embed_s is not None:
         print(f"embedding (the tag pass, not counted below): {embed_s:.1f} s")
-    extra = ["--candidate", str(args.candidate), "--check", str(args.check)]
+    extra = ["--candidate", str(args.candidate), "--check", str(args.check),
+             "--per-item", str(args.per_item)]
     rows = {"ArtyLyze": method("ArtyLyze", images, extra + (["--sweep"] if args.sweep else []))}
     for name in HASHES:
         hx = [] if args.hash_threshold is None else ["--threshold", str(args.hash_threshold)]
@@ -253,7 +258,8 @@ def main() -> None:
     figures = {}
     for name, r in rows.items():
         p, rec = score({tuple(x) for x in r["pred"]}, truth)
-        setting = (f"candidate cos >= {args.candidate}, check >= {args.check}"
+        setting = (f"candidate cos >= {args.candidate} (<= {args.per_item} a work), "
+                   f"check >= {args.check}"
                    if name == "ArtyLyze" else f"max_distance_threshold={r['threshold']}")
         print(f"{name:<10} {p:9.4f} {rec:7.4f} {len(r['pred']):6d} {r['seconds']:7.1f} "
               f"{r['peak_mb']:8.0f}  {setting}")

@@ -29,7 +29,7 @@ def duplicates(
     check: Annotated[float | None, typer.Option(
         "--check", min=0.0, max=1.0,
         help="Second-check score (aligned images' correlation) to accept a pair "
-             "(default 0.60).")] = None,
+             "(default 0.55).")] = None,
     no_check: Annotated[bool, typer.Option(
         "--no-check", help="Embeddings only: a pair needs cosine >= 0.97; reads no pixels.")
     ] = False,

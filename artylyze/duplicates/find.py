@@ -111,11 +111,28 @@ def find_duplicates(collection: Collection, opts: Options | None = None,
         img = load(i)
         return None if img is None else sharpness(img)
 
-    items = Item(collection.paths, collection.sha256, collection.width, collection.height)
+    copies = np.flatnonzero(exact != np.arange(n))
+    width, height = _sizes(collection, np.unique(np.concatenate([a, b, copies, exact[copies]])))
+    items = Item(collection.paths, collection.sha256, width, height)
     table = build_groups(items, a, b, np.nan_to_num(check[keep], nan=0.0), similarity, sharp)
     found = Found(table, len(pairs), int(np.isfinite(check).sum()), unreadable, summary(table))
     found.pairs, found.scores = pairs, check  # for benchmarks: every candidate and its score
     return found
+
+
+def _sizes(collection: Collection, members: np.ndarray
+           ) -> tuple[list[int | None], list[int | None]]:
+    """Widths and heights, filled in from the file headers of ``members`` where the source
+    had none (an index keeps no sizes); the keeper rule compares them."""
+    width, height = list(collection.width), list(collection.height)
+    for i in members.tolist():
+        if width[i] is None or height[i] is None:
+            try:
+                with Image.open(collection.file(i)) as img:  # the header only
+                    width[i], height[i] = img.size
+            except (OSError, ValueError, Image.DecompressionBombError):
+                pass
+    return width, height
 
 
 def _verify(pairs: Pairs, opts: Options,

@@ -16,7 +16,9 @@ from artylyze.index.html import esc, page, write_page
 from artylyze.index.thumbs import data_uri, grey_tile
 
 GROUP_STYLE = """
-.group{border-top:1px solid #ddd;padding:.8em 0}.group h3{font-size:15px;margin:.2em 0 .5em}
+.groups{display:flex;flex-wrap:wrap;gap:14px;align-items:flex-start}
+.group{border:1px solid #ddd;border-radius:4px;padding:.5em .7em}
+.group h3{font-size:14px;margin:.1em 0 .5em}
 .sheet{display:flex;flex-wrap:wrap;gap:12px}.keep img{outline:3px solid #2a7d2a}
 .tag{font-size:11px;padding:1px 5px;border-radius:3px;background:#eee}
 .tag.exact{background:#f6d7a7}.tag.near{background:#c9d8ec}.tag.keeper{background:#bfe3bf}
@@ -61,7 +63,7 @@ def groups_html(table: pa.Table, thumb: Callable[[str], Image.Image | None],
                       f'{len(g)} files</h3><div class="sheet">{cards}</div></div>')
     if len(groups) > limit:
         blocks.append(f"<p class=\"muted\">{len(groups) - limit} more groups in the table.</p>")
-    body = head + "\n".join(blocks)
+    body = head + '<div class="groups">' + "\n".join(blocks) + "</div>"
     return page(title, body).replace("</style>", GROUP_STYLE + "</style>", 1)
 
 
