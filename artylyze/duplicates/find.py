@@ -141,6 +141,14 @@ def _verify(pairs: Pairs, opts: Options,
     check = np.full(len(pairs), np.nan, np.float32)
     if opts.check is None:
         return pairs.score >= opts.unchecked, check, 0
+    if len(pairs):
+        try:
+            import cv2  # noqa: F401
+        except ImportError as e:
+            from artylyze.duplicates.source import DuplicatesError
+
+            raise DuplicatesError("the pixel check needs OpenCV (pip install "
+                                  "opencv-python-headless); or pass --no-check") from e
     checker = Checker(load)
     unreadable = 0
     order = np.lexsort((pairs.b, pairs.a))
