@@ -95,3 +95,20 @@ def test_the_service_lists_duplicate_groups_and_counts_copies() -> None:
     answer = client.get(f"/v1/works/{pearls}/similar").json()
     assert sum(r["copies"] for r in answer["results"]) >= 2
     service.close()
+
+
+def test_report_neighbours_hold_no_copy_of_the_work_or_each_other(tmp_path: Path) -> None:
+    from artylyze.index.collection import from_index
+
+    _, styles, genres = planted(n_per=20, dim=16, seed=4)
+    x = np.random.default_rng(5).normal(size=(60, 16)).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    x[1] = x[0]  # a copy of the work itself, filed under another name
+    x[3] = x[2]  # two copies of another work
+    paths = [f"{s}/painter_work-{i}.jpg" for i, s in enumerate(styles)]
+    meta = write_meta(tmp_path / "meta.parquet", paths, x, {"style": styles, "genre": genres},
+                      {"style": STYLES, "genre": GENRES}, "synthetic@000000000000", tmp_path)
+    build(meta, tmp_path / "idx", BuildOptions(gmm_k=2, kmeans_k=2))
+    rows = [row for row, _ in from_index(tmp_path / "idx").neighbours(0, 60)]
+    assert 0 not in rows and 1 not in rows and not {2, 3} <= set(rows)
+    assert len(rows) == len(set(rows)) == 57
