@@ -7,9 +7,10 @@ import random
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from PIL import Image
+from PIL import Image, ImageFilter
 from test_index_support import write_meta
 
 from artylyze.duplicates.candidates import candidate_pairs
@@ -120,7 +121,7 @@ def test_keeper_is_the_largest_then_the_sharpest() -> None:
 def test_keeper_in_a_real_group_is_the_original_scan(wikiart: Path) -> None:
     img = Image.open(wikiart / "images" / ARTIST_WORKS[0]).convert("RGB")
     small = img.resize((img.width // 2, img.height // 2))
-    blurred = img.filter(__import__("PIL.ImageFilter").ImageFilter.GaussianBlur(3))
+    blurred = img.filter(ImageFilter.GaussianBlur(3))
     images = [small, blurred, img]
     coll = _collection(["small.jpg", "blurred.jpg", "master.jpg"],
                        _unit(np.ones((3, 8)) + np.eye(3, 8) * 0.01))
@@ -152,7 +153,7 @@ def test_chunked_search_finds_the_same_groups_as_one_pass() -> None:
 
 def test_a_source_that_is_not_a_meta_parquet_is_refused(tmp_path: Path) -> None:
     bad = tmp_path / "x.parquet"
-    pq.write_table(__import__("pyarrow").table({"a": [1]}), bad)
+    pq.write_table(pa.table({"a": [1]}), bad)
     with pytest.raises(DuplicatesError, match="no column path, embedding"):
         open_collection(bad)
     with pytest.raises(DuplicatesError, match="no such file"):
