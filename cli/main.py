@@ -11,6 +11,7 @@ import typer
 from artylyze import __version__
 from artylyze.cli import (
     dataset,
+    duplicates,
     evaluate,
     explain,
     export,
@@ -72,6 +73,7 @@ app.command("write")(write.write)
 app.command("teach")(teach.teach)
 app.command("serve")(serve.serve)
 app.add_typer(review.app, name="review")
+app.command("duplicates")(duplicates.duplicates)
 
 
 def main() -> None:

@@ -51,7 +51,11 @@ def _results_table(answer: dict[str, Any]):
     for col in ("#", "score", "title", "artist", "year", "style", "genre", "path"):
         table.add_column(col, overflow="fold")
     for r in answer["results"]:
-        table.add_row(str(r["rank"]), f"{r['score']:.3f}", _text(r.get("title")),
+        copies = r.get("copies_count") or 0
+        title = _text(r.get("title"))
+        if copies:
+            title.append(f" (+{copies} {'copy' if copies == 1 else 'copies'})", style="dim")
+        table.add_row(str(r["rank"]), f"{r['score']:.3f}", title,
                       _text(r.get("artist")), _text(r.get("year")), _text(r.get("style")),
                       _text(r.get("genre")), _text(r["path"]))
     return table

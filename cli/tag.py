@@ -149,7 +149,7 @@ def tag(
         for w in summary.warnings:
             typer.echo(f"warning: {printable(w)}", err=True)
     else:
-        typer.echo(format_summary(summary) + attached)
+        typer.echo(format_summary(summary) + attached + _copies_line(out))
     if summary.files_seen and summary.ok_files == 0:
         fail(f"none of the {summary.files_seen} files could be tagged", EXIT_INPUTS_FAILED)
     blind = [p for p in summary.walk_problems
@@ -199,6 +199,20 @@ def _attach(out: str, records) -> str:
 
 def _seconds(s: float) -> str:
     return f"{s:.1f}s" if s < 60 else f"{int(s // 60)}m{int(s % 60):02d}s"
+
+
+def _copies_line(out: Path) -> str:
+    """The summary's line on exact copies ("" when there are none or the output is unread)."""
+    from artylyze.tagging.summary import exact_copies
+
+    try:
+        files, groups = exact_copies(str(out))
+    except (OSError, ValueError, KeyError):
+        return ""
+    if not files:
+        return ""
+    return (f"\n  {files:,} files are exact copies of others ({groups:,} groups); "
+            "`artylyze duplicates` lists them and near copies")
 
 
 def format_summary(s: TagSummary) -> str:

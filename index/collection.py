@@ -57,10 +57,25 @@ class Collection:
         return self.index.to_index_space(self.raw[works])
 
     def neighbours(self, work: int, k: int) -> list[tuple[int, float]]:
-        """(index row, similarity) of the ``k`` nearest indexed works, the work itself out."""
-        scores, ids = search(self.index.index, self.query_vectors([work]), k + 1)
-        return [(int(i), float(s)) for s, i in zip(scores[0], ids[0], strict=True)
-                if i >= 0 and not self.same_work(work, int(i))][:k]
+        """(index row, similarity) of the ``k`` nearest indexed works, the work itself and
+        its copies out, each other work once (see :mod:`artylyze.index.copies`)."""
+        from artylyze.index.copies import collapse, fetch_size
+
+        vector = self.query_vectors([work])
+        scores, ids = search(self.index.index, vector, min(fetch_size(k), self.index.count))
+        hits = [(int(i), float(s)) for s, i in zip(scores[0], ids[0], strict=True)
+                if i >= 0 and not self.same_work(work, int(i))]
+        if not hits:
+            return []
+        rows = [i for i, _ in hits]
+        sha = self.index.rows.column("sha256").to_pylist() \
+            if "sha256" in self.index.rows.column_names else [None] * self.index.count
+        mine = self.entries.rows.column("sha256")[work].as_py() \
+            if "sha256" in self.entries.rows.column_names else None
+        shown = collapse(rows, reconstruct(self.index.index, rows), [sha[r] for r in rows],
+                         query_sha=mine, query=vector[0])
+        score = dict(hits)
+        return [(row, score[row]) for row, _ in shown][:k]
 
     def same_work(self, work: int, row: int) -> bool:
         """Whether index row ``row`` is work ``work`` itself: the same row of the index, or

@@ -81,9 +81,12 @@ def similar_page(answers: list[dict[str, Any]], index: IndexDir,
         for r in answer["results"]:
             src = data_uri(row_thumbnail(index, r["id"], thumb))
             who = ", ".join(esc(v) for v in (r.get("artist"), r.get("year")) if v)
+            copies = r.get("copies_count") or 0
+            more = [f"<span class=\"muted\">+{copies} {'copy' if copies == 1 else 'copies'}"
+                    "</span>"] if copies else []
             name = r.get("title") or Path(r["path"]).name  # no title: the file's name
             cards.append(_card(src, [f"#{r['rank']} · {r['score']:.3f}",
-                                     f"<b>{esc(name)}</b>", who, *_labels(r),
+                                     f"<b>{esc(name)}</b>", *more, who, *_labels(r),
                                      f"<span class=\"muted\">{esc(r['path'])}</span>"], r["path"]))
         blocks.append(f'<div class="query"><div class="q">{qcard}</div>'
                       f'<div class="results">{"".join(cards)}</div></div>')

@@ -258,17 +258,37 @@ class Gallery:
                 out[name] = (p.embedding.astype(np.float32), *describe(p))
         return out
 
-    def similar(self, query: Query, k: int = 10) -> list[dict[str, Any]]:
-        """The k nearest indexed artworks (the query's own row left out), best first."""
-        scores, ids = search(self.index.index, query.vector[None], k + 1)
+    def similar(self, query: Query, k: int = 10,
+                collapse_copies: bool = True) -> list[dict[str, Any]]:
+        """The k nearest indexed artworks (the query's own row left out), best first; copies
+        of one work are shown once, with ``copies`` (their paths) and ``copies_count``
+        (see :mod:`artylyze.index.copies`)."""
+        from artylyze.index.copies import collapse, fetch_size
+
+        fetch = fetch_size(k) if collapse_copies else k + 1
+        scores, ids = search(self.index.index, query.vector[None], min(fetch, self.index.count))
+        hits = [(float(s), int(r)) for s, r in zip(scores[0], ids[0], strict=True)
+                if r >= 0 and r != query.row]
+        score_of = dict((r, s) for s, r in hits)
+        rows = [r for _, r in hits]
+        if collapse_copies and rows:
+            sha = self.column("sha256")
+            group = self.column("dup_group") if "dup_group" in self.index.rows.column_names \
+                else None
+            qsha = sha[query.row] if query.row is not None else None
+            shown = collapse(rows, reconstruct(self.index.index, rows), [sha[r] for r in rows],
+                             None if group is None else [group[r] for r in rows], qsha,
+                             query.vector if query.row is not None else None)
+        else:
+            shown = [(r, []) for r in rows]
         results = []
-        for score, row in zip(scores[0], ids[0], strict=True):
-            if row < 0 or row == query.row:
-                continue
-            results.append({"rank": len(results) + 1, "score": round(float(score), 4),
-                            **self.entry(int(row))})
-            if len(results) == k:
-                break
+        for row, copies in shown[:k]:
+            entry = {"rank": len(results) + 1, "score": round(score_of[row], 4),
+                     **self.entry(row)}
+            if collapse_copies:
+                entry["copies"] = [self.column("path")[c] for c in copies]
+                entry["copies_count"] = len(copies)
+            results.append(entry)
         return results
 
     def search_embeddings(self, raw: np.ndarray, model_id: str,

@@ -38,6 +38,8 @@ STATIC = {"app.js": "text/javascript; charset=utf-8", "app.css": "text/css; char
           "favicon.svg": "image/svg+xml"}
 PAGE_CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' blob:; "
             "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
+DUPLICATES_CSP = ("default-src 'none'; style-src 'unsafe-inline'; img-src data:; "
+                  "base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
 CACHE_PICTURE = {"Cache-Control": "public, max-age=86400"}
 UPLOAD = {"multipart/form-data": {"schema": {
               "type": "object", "required": ["image"],
@@ -77,7 +79,7 @@ def create_app(service: Service) -> FastAPI:
                   "an indexed collection. Errors are `{\"error\": {status, kind, message}}`.")
     _error_handlers(app)
     app.include_router(_api(service), prefix="/v1")
-    _page(app)
+    _page(app, service)
     add_review(app, service)
 
     @app.get("/healthz", tags=["service"])
@@ -206,7 +208,7 @@ def _api(service: Service) -> APIRouter:
     return router
 
 
-def _page(app: FastAPI) -> None:
+def _page(app: FastAPI, service: Service) -> None:
     """The web page: three fixed files from the package, nothing looked up by path."""
     files = {name: (_static(name), media_type) for name, media_type in STATIC.items()}
     index = _static("index.html")
@@ -215,6 +217,13 @@ def _page(app: FastAPI) -> None:
     def page() -> Response:
         return Response(index, media_type="text/html; charset=utf-8",
                         headers={"Content-Security-Policy": PAGE_CSP})
+
+    @app.get("/duplicates", include_in_schema=False)
+    def duplicates() -> Response:  # server-made HTML: inline style and images, no script
+        from artylyze.serve.service import duplicates_page
+
+        return Response(duplicates_page(service), media_type="text/html; charset=utf-8",
+                        headers={"Content-Security-Policy": DUPLICATES_CSP})
 
     @app.get("/static/{name}", include_in_schema=False)
     def static(name: str) -> Response:

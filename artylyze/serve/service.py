@@ -166,7 +166,8 @@ class Service:
     # -- answers for a query ----------------------------------------------------------------
     def similar(self, query: Query, k: int, source: str) -> dict[str, Any]:
         """The ``k`` nearest works, each as its catalog summary with rank and score."""
-        results = [{"rank": r["rank"], "score": r["score"], **self.catalog.summary(r["id"])}
+        results = [{"rank": r["rank"], "score": r["score"], **self.catalog.summary(r["id"]),
+                    "copies": r.get("copies_count", 0)}  # other files of this work, not shown
                    for r in self.gallery.similar(query, k)]
         return {"query": query_json(query, source), "results": results}
 
@@ -219,3 +220,31 @@ def jsonable(value: Any) -> Any:
     if isinstance(value, dt.datetime):
         return value.isoformat()
     return value
+
+
+def duplicates_page(service: Service, limit: int = 200) -> str:
+    """The registrar's page of the served index: exact copies (sha256) and near copies
+    whose embeddings agree >= 0.97 (no pixels are read in the server; `artylyze duplicates`
+    checks them), one contact sheet per group. Computed once, then kept."""
+    cached = getattr(service, "_duplicates_page", None)
+    if cached is not None:
+        return cached
+    from artylyze.duplicates.find import Options, find_duplicates
+    from artylyze.duplicates.page import groups_html
+    from artylyze.duplicates.source import Collection
+    from artylyze.index.faiss_index import reconstruct
+    from artylyze.index.thumbs import row_image
+
+    index = service.gallery.index
+    rows = list(range(index.count))
+    column = service.gallery.column
+    collection = Collection(index.path, index.root, [str(p) for p in column("path")],
+                            column("sha256"), column("width"), column("height"),
+                            reconstruct(index.index, rows) if rows else
+                            np.zeros((0, index.index.d), np.float32))
+    found = find_duplicates(collection, Options(check=None), load=lambda _i: None)
+    by_path = {p: i for i, p in enumerate(collection.paths)}
+    text = groups_html(found.table, lambda p: row_image(index, by_path[p], 160),
+                       title="Duplicate groups (embeddings >= 0.97 or same bytes)", limit=limit)
+    service._duplicates_page = text
+    return text

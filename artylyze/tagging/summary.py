@@ -69,3 +69,16 @@ class TagSummary:
     @property
     def files_per_second(self) -> float:
         return self.processed / self.seconds if self.seconds > 0 else 0.0
+
+
+def exact_copies(output: str) -> tuple[int, int]:
+    """(files that are exact copies of another, groups of identical files) among the ok rows
+    of a meta.parquet: ``tag`` hashes every file anyway, so this costs one column's read."""
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(output, columns=["sha256", "status"])
+    sha = table.filter(pc.equal(table.column("status"), "ok")).column("sha256")
+    counts = pc.value_counts(sha.drop_null()).to_pylist() if len(sha) else []
+    repeated = [c["counts"] for c in counts if c["counts"] > 1]
+    return sum(repeated) - len(repeated), len(repeated)

@@ -103,6 +103,7 @@ function card(work, score) {
     el("img", { src: work.thumbnail, alt: work.title ?? work.path, width: 160, height: 160 }),
     score === undefined ? null : el("span", { class: "score" }, Number(score).toFixed(3)),
     el("div", { class: "title" }, work.title ?? work.path),
+    work.copies ? el("div", { class: "copies" }, `+${Number(work.copies)} ${work.copies === 1 ? "copy" : "copies"}`) : null,
     who ? el("div", {}, who) : null,
     el("div", { class: "tags" }, tags, first ? badge(first[1].confident) : null));
   link.dataset.id = String(work.id);
