@@ -55,6 +55,17 @@ class Tag:
     executor = Opt("thread", "Decode in 'thread's (default) or 'process'es.")
     engine = Opt("local", "'local' (default): this machine. 'ray': a Ray cluster (needs the "
                  "'ray' extra); --out is then a folder of part files, --threads is per actor.")
+    # a IIIF Manifest or Collection (an http(s) URL or a JSON file) instead of a folder
+    max_per_host = Opt(4, "IIIF: requests at once to one host (be polite to museums).")
+    timeout = Opt(30.0, "IIIF: seconds to wait for a connection or data (4x for a whole "
+                  "response); a canvas that times out gets an error row.")
+    retries = Opt(3, "IIIF: tries again after a 429, 5xx or refused connection, with "
+                  "backoff that honours Retry-After.")
+    max_redirects = Opt(5, "IIIF: redirects followed per request (http/https only).")
+    max_wait = Opt(120.0, "IIIF: longest Retry-After honoured, in seconds; longer gives up.")
+    max_canvases = Opt(1_000_000, "IIIF: stop walking after this many canvases.")
+    max_manifests = Opt(10_000, "IIIF: stop walking after this many manifests.")
+    max_depth = Opt(8, "IIIF: deepest nesting of collections followed.")
     id_column = Opt(ID_COLUMN, "With --records: the column holding the id (e.g. an accession "
                     "number).")
     file_column = Opt(FILE_COLUMN, "With --records: the column holding the file name or its "
@@ -171,6 +182,8 @@ class Write:
     creator_min_score = Opt(0.8, "The predicted artist is suggested as the artwork's creator "
                             "from this score; never over a creator already there.")
     creator = Opt(True, "Suggest the predicted artist as the creator.")
+    motivation = Opt("tagging", "--iiif: the annotations' motivation: 'tagging' (what "
+                     "Mirador lists) or 'classifying'.")
 
 
 MIB = 1 << 20

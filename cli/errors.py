@@ -9,7 +9,7 @@
 
 An error is one line on stderr, with control characters escaped; ``artylyze --debug CMD``
 (or ``ARTYLYZE_DEBUG=1``) prints the traceback before it. Stop signals become
-:class:`~artylyze.errors.Interrupted` (see :mod:`artylyze.store.signals`), so the code that is
+:class:`~artylyze.errors.Interrupted` (see :mod:`artylyze.signals`), so the code that is
 running stops cleanly before the exit code says so.
 """
 
@@ -33,7 +33,7 @@ except ImportError:  # older typer uses click itself
     from click import ClickException as _UsageError
 
 from artylyze.errors import ArtyLyzeError, Interrupted, os_error_text
-from artylyze.store.signals import stop_signals
+from artylyze.signals import stop_signals
 from artylyze.text import printable
 
 EXIT_INPUTS_FAILED = 1

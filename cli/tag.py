@@ -1,4 +1,5 @@
-"""``artylyze tag``: parse options, call :func:`artylyze.tagging.engine.tag_collection`, print.
+"""``artylyze tag``: parse options, call :func:`artylyze.tagging.engine.tag_collection` (or, for
+a IIIF URL or JSON file, :func:`artylyze.tagging.iiif_source.tag_iiif`), print.
 
 Exit status (the policy of :mod:`artylyze.cli.errors`): 0 when the run completed, even if
 some files are bad (they get error rows); 1 with ``--strict`` and any bad file or unreadable
@@ -23,8 +24,9 @@ if TYPE_CHECKING:  # not at run time: --help stays fast
     from artylyze.tagging.summary import TagSummary
 
 def tag(
-    collection: Annotated[Path, typer.Argument(
-        help="Folder of images, searched recursively.")],
+    collection: Annotated[str, typer.Argument(
+        help="Folder of images, searched recursively; or a IIIF Manifest or Collection "
+        "(an http(s) URL or a .json file): every canvas is fetched and tagged.")],
     out: Annotated[str, typer.Option(
         "--out", "-o", help="Output Parquet file; DIR/ (trailing slash or an existing "
         "folder) writes a Parquet dataset of part files instead.")],
@@ -73,6 +75,18 @@ def tag(
         "table the output recorded.")] = None,
     id_column: Annotated[str, option(T.id_column, "--id-column")] = T.id_column.default,
     file_column: Annotated[str, option(T.file_column, "--file-column")] = T.file_column.default,
+    max_per_host: Annotated[int, option(T.max_per_host, "--max-per-host", min=1)
+                            ] = T.max_per_host.default,
+    timeout: Annotated[float, option(T.timeout, "--timeout", min=0.1)] = T.timeout.default,
+    retries: Annotated[int, option(T.retries, "--retries", min=0)] = T.retries.default,
+    max_redirects: Annotated[int, option(T.max_redirects, "--max-redirects", min=0)
+                             ] = T.max_redirects.default,
+    max_wait: Annotated[float, option(T.max_wait, "--max-wait", min=0.0)] = T.max_wait.default,
+    max_canvases: Annotated[int, option(T.max_canvases, "--max-canvases", min=1)
+                            ] = T.max_canvases.default,
+    max_manifests: Annotated[int, option(T.max_manifests, "--max-manifests", min=1)
+                             ] = T.max_manifests.default,
+    max_depth: Annotated[int, option(T.max_depth, "--max-depth", min=1)] = T.max_depth.default,
 ) -> None:
     """Tag every image under COLLECTION: style, genre, artist, nationality, period, embedding.
 
@@ -96,10 +110,28 @@ def tag(
     )
     if engine not in ("local", "ray"):
         raise typer.BadParameter(f"must be local or ray, got {engine!r}", param_hint="--engine")
+    iiif = _is_iiif(collection)
+    if iiif and engine != "local":
+        raise typer.BadParameter("a IIIF document is tagged with the local engine only",
+                                 param_hint="--engine")
     with cli_errors():
         joined, records_warning = _records(out, records, id_column, file_column)
         progress = make_progress(quiet=quiet)
-        if engine == "ray":
+        if iiif:
+            from artylyze.iiif.documents import WalkLimits
+            from artylyze.iiif.fetch import FetchOptions
+            from artylyze.tagging.iiif_source import tag_iiif
+
+            fetch = FetchOptions(max_per_host=max_per_host, timeout=timeout, retries=retries,
+                                 max_redirects=max_redirects, max_bytes=max_bytes,
+                                 max_wait=max_wait)
+            limits = WalkLimits(max_canvases, max_manifests, max_depth)
+            bundle = load_bundle(model, device=device, threads=threads)
+            try:
+                summary = tag_iiif(collection, out, bundle, options, fetch, limits, progress)
+            finally:
+                bundle.close()
+        elif engine == "ray":
             from artylyze.tagging.ray_engine import RayOptions, tag_with_ray
 
             ray_options = RayOptions(address=ray_address, device=device, threads=threads)
@@ -120,11 +152,22 @@ def tag(
         typer.echo(format_summary(summary) + attached)
     if summary.files_seen and summary.ok_files == 0:
         fail(f"none of the {summary.files_seen} files could be tagged", EXIT_INPUTS_FAILED)
-    blind = [p for p in summary.walk_problems if p.kind == "unreadable_dir"]
+    blind = [p for p in summary.walk_problems
+             if p.kind in ("unreadable_dir", "unreadable_manifest")]
     if strict and (summary.errors or blind):
         what = [f"{summary.errors} files could not be tagged"] if summary.errors else []
-        what += [f"{len(blind)} folders could not be read"] if blind else []
+        what += [f"{len(blind)} folders or manifests could not be read"] if blind else []
         fail(f"{' and '.join(what)} (--strict)", EXIT_INPUTS_FAILED)
+
+
+def _is_iiif(collection: str) -> bool:
+    """An http(s) URL or a .json file (a folder is never IIIF, whatever its name)."""
+    from urllib.parse import urlsplit
+
+    if urlsplit(collection).scheme.lower() in ("http", "https"):
+        return True
+    path = Path(collection)
+    return path.suffix.lower() == ".json" and path.is_file()
 
 
 def _records(out: str, table: Path | None, id_column: str, file_column: str):
@@ -161,12 +204,15 @@ def format_summary(s: TagSummary) -> str:
     done = (f"{s.output} is up to date ({s.rows_written:,} rows)" if s.output_unchanged
             else f"wrote {s.rows_written:,} rows to {s.output}")
     rate = f" ({s.files_per_second:.1f} files/s)" if s.processed else ""
+
     lines = [
         f"{done} in {_seconds(s.seconds)}{rate}",
         f"  files seen {s.files_seen:,}: tagged {s.tagged:,}, reused {s.reused:,} "
         f"(same content), unchanged {s.unchanged:,}, errors {s.errors:,}"
         + (f" ({kinds})" if kinds else ""),
     ]
+    if s.requests:
+        lines.append(f"  IIIF: {s.requests:,} requests, {s.bytes_fetched / 1e6:.1f} MB fetched")
     if s.resumed:
         lines.append(f"  resumed {s.resumed:,} rows from an interrupted run")
     if s.pruned:

@@ -1,4 +1,5 @@
-"""``artylyze write``: meta.parquet -> XMP sidecars, CSV, JSON lines (where curators read).
+"""``artylyze write``: meta.parquet -> XMP sidecars, CSV, JSON lines (where curators read), and
+IIIF Web Annotations (:mod:`artylyze.metadata.iiif_annotations`).
 
 Exit status: 0 when everything asked was written; 1 when some sidecars could not be (an
 existing sidecar that is not XMP is left alone and listed); 2 when nothing could start
@@ -52,14 +53,23 @@ def write(
         "--embedding", help="CSV/JSONL: add the embedding vector.")] = False,
     quiet: Annotated[bool, typer.Option(
         "--quiet", "-q", help="No summary; failures still go to stderr.")] = False,
+    iiif: Annotated[Path | None, typer.Option(
+        "--iiif", file_okay=False, help="META tagged from IIIF: write, per manifest, an "
+        "AnnotationPage of W3C Web Annotations and a copy of the manifest that lists it, "
+        "into this folder (needs the 'iiif' extra).")] = None,
+    base_url: Annotated[str | None, typer.Option(
+        "--base-url", help="With --iiif: the URL the folder will be published at (ids of "
+        "the pages and manifests); default its file:// URL.")] = None,
+    motivation: Annotated[str, option(O.motivation, "--motivation")] = O.motivation.default,
 ) -> None:
     """Write the labels of META where curators use them: XMP sidecars (incremental: only
-    sidecars whose row changed are rewritten), CSV or JSON lines. Originals are never
+    sidecars whose row changed are rewritten), CSV or JSON lines, or (META tagged from IIIF)
+    Web Annotations and annotated manifests a IIIF viewer shows. Originals are never
     touched."""
     xmp = xmp or sidecar_dir is not None
-    if not (xmp or csv_out or jsonl_out):
-        raise typer.BadParameter("say what to write: --xmp, --csv FILE and/or --jsonl FILE",
-                                 param_hint="--xmp/--csv/--jsonl")
+    if not (xmp or csv_out or jsonl_out or iiif):
+        raise typer.BadParameter("say what to write: --xmp, --csv FILE, --jsonl FILE and/or "
+                                 "--iiif DIR", param_hint="--xmp/--csv/--jsonl/--iiif")
     from artylyze.metadata.flat import FlatOptions, export_flat
     from artylyze.metadata.sidecar import SidecarOptions, write_sidecars
 
@@ -71,12 +81,14 @@ def write(
             if out is not None:
                 rows = export_flat(meta, out, fmt, flat)
                 lines.append(f"wrote {rows:,} rows to {out}")
+        if iiif is not None:
+            lines.append(_write_iiif(meta, iiif, base_url, motivation, min_score, failed))
         if xmp:
             options = SidecarOptions(sidecar_dir=sidecar_dir, root=root, min_score=min_score,
                                      creator_min_score=creator_min_score, creator=creator,
                                      force=force)
             report = write_sidecars(meta, options)
-            failed = report.failed
+            failed.extend(report.failed)
             lines.append(format_sidecars(report))
     if not quiet:
         typer.echo("\n".join(lines))
@@ -86,6 +98,17 @@ def write(
         typer.echo(f"error: ... and {len(failed) - SHOWN_FAILURES} more", err=True)
     if failed:
         raise typer.Exit(1)
+
+
+def _write_iiif(meta: Path, out: Path, base_url: str | None, motivation: str,
+                min_score: float, failed: list[tuple[str, str]]) -> str:
+    from artylyze.metadata.iiif_annotations import write_iiif
+
+    r = write_iiif(meta, out, base_url, motivation, min_score)
+    failed.extend((mid, f"no manifest copy: {why}") for mid, why in r.failed)
+    v2 = f"; {r.v2:,} Presentation 2.1 manifests get the page only" if r.v2 else ""
+    return (f"wrote {r.annotations:,} annotations on {r.canvases:,} canvases of "
+            f"{r.manifests:,} manifests to {out} ({r.copies:,} annotated manifest copies{v2})")
 
 
 def format_sidecars(r) -> str:

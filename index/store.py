@@ -57,8 +57,8 @@ from artylyze.index.manifest import (
 from artylyze.index.manifest import MANIFEST_FILE as MANIFEST_FILE  # re-exported
 from artylyze.index.reduce import PCA
 from artylyze.model.bundle import DEFAULT_BUNDLE_DIR, sha256_file
+from artylyze.signals import critical
 from artylyze.store.lock import FileLock
-from artylyze.store.signals import critical
 
 #: The reference gallery that ships with ArtyLyze (wikiart11, default bundle).
 DEFAULT_GALLERY_DIR = DEFAULT_BUNDLE_DIR.parent / "gallery"

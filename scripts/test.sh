@@ -12,6 +12,8 @@ missing=()
 command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 \
   || missing+=(chromium)
 command -v exiftool >/dev/null 2>&1 || missing+=(libimage-exiftool-perl)
+command -v npm >/dev/null 2>&1 || missing+=(npm)  # Mirador for the IIIF viewer test
+ldconfig -p | grep -q libmagic.so.1 || missing+=(libmagic1)  # the iiif reference server
 if [ ${#missing[@]} -gt 0 ]; then
   sudo=""
   if [ "$(id -u)" != 0 ]; then
@@ -24,5 +26,10 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 python3 -m pip install --quiet -c constraints.txt -e ".[train,dev,ray,serve]"
+# IIIF: httpx and ijson (the 'iiif' extra), the reference Image API server `iiif` (tests),
+# and iiif-prezi3 without its Pillow<=12 pin (it works with the pinned Pillow 13)
+python3 -m pip install --quiet -c constraints.txt httpx ijson iiif pydantic requests
+python3 -m pip install --quiet --no-deps iiif-prezi3
+bash scripts/get_mirador.sh
 python3 -m ruff check .
 python3 -m pytest -q tests "$@"

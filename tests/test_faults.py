@@ -29,10 +29,10 @@ from typer.testing import CliRunner
 
 from artylyze.cli.main import app
 from artylyze.errors import Interrupted
+from artylyze.signals import critical, stop_signals
 from artylyze.store import OutputLock, OutputTarget
 from artylyze.store import lock as lock_module
 from artylyze.store.lock import LockedError
-from artylyze.store.signals import critical, stop_signals
 
 
 @pytest.fixture(scope="module")

@@ -1,6 +1,6 @@
 """meta.parquet as curators open it: pandas, polars and DuckDB read the local engine's file and
 the Ray engine's folder of part files, see the documented schema and the same values as
-pyarrow, and the README's DuckDB queries run as written.
+pyarrow, and the DuckDB queries of docs/tagging.md run as written.
 
 The example paintings plus one corrupt file, tagged by the shipped bundle; the Ray run
 joins a records table too, so ``record_id`` is read across parts.
@@ -23,10 +23,10 @@ from tagged_examples import RENOIR, copy_examples, tag
 
 import artylyze.store.merge as store_merge
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+TAGGING_DOC = Path(__file__).resolve().parents[1] / "docs" / "tagging.md"
 TASKS = ("style", "genre", "artist", "nationality", "period")
-#: The documented columns (README, "Output schema") for the shipped bundle, in order; a bundle
-#: with a year head or calibration adds its columns there and here.
+#: The documented columns (docs/tagging.md, "Output schema") for the shipped bundle, in order;
+#: a bundle with a year head or calibration adds its columns there and here.
 COLUMNS = ["path", "size", "mtime_ns", "sha256", "width", "height", "status", "error",
            *(c for t in TASKS for c in (t, f"{t}_score", f"{t}_top", f"{t}_confident")),
            "year", "year_low", "year_high", "novelty", "domain", "domain_score", "embedding",
@@ -138,18 +138,18 @@ def test_record_ids_read_across_ray_parts(parts):
     assert pl.read_parquet(f"{parts}/*.parquet")["record_id"].null_count() == 12
 
 
-def readme_queries() -> list[str]:
-    section = README.read_text().split("### SQL with DuckDB", 1)[1]
+def documented_queries() -> list[str]:
+    section = TAGGING_DOC.read_text().split("### SQL with DuckDB", 1)[1]
     block = re.search(r"```sql\n(.*?)```", section, re.S)
-    assert block, "the README's DuckDB section has a sql block"
+    assert block, "docs/tagging.md's DuckDB section has a sql block"
     return [q.strip() for q in block.group(1).split(";") if q.strip()]
 
 
 @pytest.mark.parametrize("engine", ["local", "ray"])
-def test_the_readme_duckdb_queries_work(engine, local, parts):
+def test_the_documented_duckdb_queries_work(engine, local, parts):
     source = str(local) if engine == "local" else f"{parts}/*.parquet"
     styles, closest, runners_up = (
-        duckdb.sql(q.replace("'meta.parquet'", f"'{source}'")).df() for q in readme_queries())
+        duckdb.sql(q.replace("'meta.parquet'", f"'{source}'")).df() for q in documented_queries())
     want = truth(local if engine == "local" else parts).to_pandas()
     ok = want[want.status == "ok"]
     sure = ok[ok.style_score >= 0.5]

@@ -44,7 +44,7 @@ __all__ = [
     "sha256_file", "usable_cores", "write_manifest",
 ]
 
-DEFAULT_BUNDLE_DIR = Path(__file__).parent / "assets" / "bundle"
+DEFAULT_BUNDLE_DIR = Path(__file__).parents[1] / "assets" / "bundle"
 
 
 class Bundle:

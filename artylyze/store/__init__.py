@@ -5,7 +5,7 @@ One module per job: :mod:`~artylyze.store.paths` (path text), :mod:`~artylyze.st
 and the work dir live), :mod:`~artylyze.store.state` (what is known: lookup, record, sweep),
 :mod:`~artylyze.store.parts` (crash-safe chunks), :mod:`~artylyze.store.merge` (the final
 merge and swap), and :class:`~artylyze.store.run.Store`, the one object the engines call;
-:mod:`~artylyze.store.lock` (one writer per output) and :mod:`~artylyze.store.signals` (a stop
+:mod:`~artylyze.store.lock` (one writer per output) and :mod:`artylyze.signals` (a stop
 signal waits until a swap is done) keep every output on disk whole, the index's too.
 The names below are those other modules import from ``artylyze.store``.
 
@@ -18,6 +18,7 @@ from artylyze.store.paths import decode_path, encode_path, file_path
 from artylyze.store.run import Store
 from artylyze.store.schema import (
     FIXED_COLUMNS,
+    IIIF_COLUMNS,
     KNOWN_COLUMNS,
     META_BUNDLE,
     META_REUSED,
@@ -56,7 +57,7 @@ from artylyze.store.target import (
 )
 
 __all__ = [
-    "FIXED_COLUMNS", "KNOWN_COLUMNS", "META_BUNDLE", "META_REUSED", "META_ROOT",
+    "FIXED_COLUMNS", "IIIF_COLUMNS", "KNOWN_COLUMNS", "META_BUNDLE", "META_REUSED", "META_ROOT",
     "META_SCHEMA_VERSION", "META_TOP_K", "OLD", "ROWS_PER_FILE", "ROW_GROUP_ROWS",
     "SCHEMA_VERSION", "TOP_TYPE", "YEAR_COLUMNS", "Known", "OutputLock", "OutputLockedError",
     "OutputTarget", "PartWriter", "ReuseRecord", "State", "Store", "StoreError", "build_row",

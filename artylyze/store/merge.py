@@ -18,8 +18,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from artylyze.atomic import atomic_write, swap_in_dir
+from artylyze.signals import critical
 from artylyze.store.schema import ROW_GROUP_ROWS, build_row, rows_to_table
-from artylyze.store.signals import critical
 from artylyze.store.state import OLD, State, part_number
 from artylyze.store.target import OutputTarget
 

@@ -24,11 +24,12 @@ from artylyze.store.target import OutputLock, OutputTarget, output_errors
 class Store:
     """meta.parquet (a file or a dataset folder) as one run sees and changes it."""
 
-    def __init__(self, target: OutputTarget, manifest: Manifest, root: str, top_k: int) -> None:
+    def __init__(self, target: OutputTarget, manifest: Manifest, root: str, top_k: int,
+                 extra: tuple[str, ...] = ()) -> None:
         self.target = target
         self.model = manifest.model_id
         self.key = result_key(manifest, top_k)
-        self.schema = make_schema(manifest, root, top_k)
+        self.schema = make_schema(manifest, root, top_k, extra)
         self._state: State | None = None
         self._writer: PartWriter | None = None
 

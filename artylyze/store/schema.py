@@ -26,6 +26,9 @@ KNOWN_COLUMNS = ["path", "size", "mtime_ns", "sha256", "status"]  # what the sta
 TOP_TYPE = pa.list_(pa.struct([("label", pa.string()), ("score", pa.float32())]))
 YEAR_COLUMNS = ("year", "year_low", "year_high")  # estimate and its interval (Model v2)
 DOMAIN_COLUMNS = ("domain", "domain_score")  # what the image is (Model v5)
+# Rows of a IIIF run only (artylyze.tagging.iiif_source); ``path`` is then the canvas id
+IIIF_COLUMNS = ("iiif_manifest", "iiif_manifest_label", "iiif_canvas_label", "iiif_service",
+                "iiif_image", "iiif_region", "iiif_size", "iiif_manifest_source")
 
 
 class StoreError(ArtyLyzeError):
@@ -61,8 +64,10 @@ def _column_type(name: str) -> pa.DataType:
     return pa.float32() if name.endswith("_score") or name == "novelty" else pa.string()
 
 
-def make_schema(manifest: Manifest, root: str = "", top_k: int = 3) -> pa.Schema:
-    """The fixed meta.parquet schema for a bundle (column order per the team contract)."""
+def make_schema(manifest: Manifest, root: str = "", top_k: int = 3,
+                extra: tuple[str, ...] = ()) -> pa.Schema:
+    """The fixed meta.parquet schema for a bundle (column order per the team contract);
+    ``extra``: string columns a source adds after ``error`` (IIIF_COLUMNS), none for a folder."""
     labels = label_columns(manifest)
     clash = set(FIXED_COLUMNS + ("embedding", "model", "tagged_at")) & set(labels)
     if clash or len(set(labels)) != len(labels):
@@ -77,6 +82,7 @@ def make_schema(manifest: Manifest, root: str = "", top_k: int = 3) -> pa.Schema
         pa.field("status", pa.string(), nullable=False),
         pa.field("error", pa.string()),
     ]
+    fields += [pa.field(name, pa.string()) for name in extra]
     fields += [pa.field(name, _column_type(name)) for name in labels]
     fields += [
         pa.field("embedding", pa.list_(pa.float32(), manifest.embedding_dim)),
@@ -95,7 +101,8 @@ def make_schema(manifest: Manifest, root: str = "", top_k: int = 3) -> pa.Schema
 def build_row(path: str, size: int | None, mtime_ns: int | None, *, sha256: str | None,
               model: str, tagged_at: datetime, width: int | None = None,
               height: int | None = None, prediction: Prediction | None = None,
-              error: str | None = None) -> dict[str, Any]:
+              error: str | None = None,
+              extra: tuple[tuple[str, str | None], ...] = ()) -> dict[str, Any]:
     """The one place a file becomes a row: ok when it has a prediction, else an error row."""
     if (prediction is None) == (error is None):
         raise ValueError("a row needs exactly one of prediction and error")
@@ -103,6 +110,7 @@ def build_row(path: str, size: int | None, mtime_ns: int | None, *, sha256: str 
         "path": path, "size": size, "mtime_ns": mtime_ns, "sha256": sha256,
         "width": width, "height": height, "status": "ok" if error is None else "error",
         "error": error, "embedding": None, "model": model, "tagged_at": tagged_at,
+        **dict(extra),
     }
     if prediction is not None:
         for task, top in prediction.top.items():

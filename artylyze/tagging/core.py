@@ -72,6 +72,35 @@ class TagOptions:
             raise TagError(f"executor must be one of {EXECUTORS}, got {self.executor!r}")
 
 
+class Source(Protocol):
+    """What a run tags: a folder (:class:`FolderSource`) or a IIIF document
+    (``artylyze.tagging.iiif_source``). ``walk`` lists its entries (``FileEntry.ref`` is
+    handed to the distributor's decode step in ``DecodeJob.ref``)."""
+
+    root: str  # as the output's metadata records it
+    columns: tuple[str, ...]  # extra string columns its rows carry (none for a folder)
+    reuse: bool  # whether an equal sha256 may take another entry's row (not for IIIF)
+
+    def walk(self, options: TagOptions, summary: TagSummary,
+             progress: Progress) -> WalkResult: ...
+
+
+@dataclass(frozen=True)
+class FolderSource:
+    """A folder of image files, walked by :func:`walk_files`."""
+
+    path: str | os.PathLike[str]
+    columns: tuple[str, ...] = ()
+    reuse: bool = True
+
+    @property
+    def root(self) -> str:
+        return absolute_root(self.path)
+
+    def walk(self, options: TagOptions, summary: TagSummary, progress: Progress) -> WalkResult:
+        return walk_files(self.path, options, summary, progress)
+
+
 class Distributor(Protocol):
     """Where the decode and infer steps of a run happen (a local pool, a Ray cluster).
 
@@ -93,27 +122,30 @@ class Distributor(Protocol):
 
 
 def tag(root: str | os.PathLike[str], target: OutputTarget, manifest: Manifest,
-        options: TagOptions, distributor: Distributor, progress: Progress) -> TagSummary:
-    """Run the steps in order; see the module docstring and ``engine.tag_collection``."""
+        options: TagOptions, distributor: Distributor, progress: Progress,
+        source: Source | None = None) -> TagSummary:
+    """Run the steps in order; see the module docstring and ``engine.tag_collection``.
+    ``source``: what to walk instead of the folder ``root`` (a IIIF document)."""
     t_start = time.perf_counter()
-    root_text = absolute_root(root)
+    source = source or FolderSource(root)
+    root_text = source.root
     summary = TagSummary(root=root_text, output=str(target.path), model=manifest.model_id,
                          engine=distributor.engine)
     distributor.describe(summary)
-    store = Store(target, manifest, root_text, options.top_k)
+    store = Store(target, manifest, root_text, options.top_k, source.columns)
     with store.open() as lock:
         if lock.took_over:
             warn(summary, progress, f"took over the stale lock of {lock.took_over}")
-        walked = walk_files(root, options, summary, progress)
+        walked = source.walk(options, summary, progress)
         t0 = time.perf_counter()
         state = store.load(options.full, options.force)
         if state.discarded:
             warn(summary, progress, state.discarded)
         summary.resumed = state.resumed_rows
-        todo, failed = plan(walked.files, state, options, summary)
+        todo, failed = plan(walked.files, state, options, summary, source.reuse)
         summary.stages.plan = time.perf_counter() - t0
         recorder = Recorder(store, manifest, options.top_k, options.commit_every,
-                            options.commit_seconds, summary, progress)
+                            options.commit_seconds, summary, progress, source.reuse)
         progress.start(len(todo) + len(failed), skipped=summary.unchanged)
         try:
             for entry in failed:
@@ -154,8 +186,8 @@ def walk_files(root: str | os.PathLike, options: TagOptions, summary: TagSummary
     return walked
 
 
-def plan(files: list[FileEntry], state: State, options: TagOptions, summary: TagSummary
-         ) -> tuple[Todo, list[FileEntry]]:
+def plan(files: list[FileEntry], state: State, options: TagOptions, summary: TagSummary,
+         reuse: bool = True) -> tuple[Todo, list[FileEntry]]:
     """Split the files into: unchanged (counted, skipped), to decode, and already failed."""
     todo: Todo = []
     failed: list[FileEntry] = []
@@ -169,7 +201,8 @@ def plan(files: list[FileEntry], state: State, options: TagOptions, summary: Tag
         elif entry.error is not None:
             failed.append(entry)
         else:
-            todo.append((entry, DecodeJob(entry.abspath, state.lookup(path, entry.size))))
+            hints = state.lookup(path, entry.size) if reuse else ()
+            todo.append((entry, DecodeJob(entry.abspath, hints, entry.ref)))
     return todo, failed
 
 
@@ -178,6 +211,8 @@ def sweep(walked: WalkResult, state: State, prune: bool, summary: TagSummary) ->
     directory that could not be read this time are never pruned."""
     seen = {encode_path(f.rel) for f in walked.files}
     blind = [encode_path(p.rel) for p in walked.problems if p.kind == "unreadable_dir"]
+    if any(p.kind in ("unreadable_manifest", "limit") for p in walked.problems):
+        blind.append(".")  # IIIF: canvases of a manifest not read this time are not known
     missing = state.sweep(seen, blind, prune)
     if prune:
         summary.pruned = missing

@@ -8,7 +8,7 @@ from __future__ import annotations
 import hashlib
 import os
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import numpy as np
 
@@ -19,6 +19,7 @@ from artylyze.imaging import DEFAULT_MAX_BYTES, ImageError, load_image, open_ima
 class DecodeJob:
     abspath: str
     hints: tuple[str, ...] = ()  # sha256 values whose predictions exist: then skip the decode
+    ref: Any = None  # a source's own job data (FileEntry.ref), for its decode step
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,7 @@ class DecodeResult:
     error: str | None = None
     kind: str | None = None  # the error's kind (see ImageError), counted by the summary
     known: bool = False  # sha256 was one of the hints: not decoded
+    extra: tuple[tuple[str, str | None], ...] = ()  # more columns of its row (IIIF: as fetched)
 
 
 READ_CHUNK = 1 << 20

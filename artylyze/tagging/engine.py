@@ -89,10 +89,12 @@ class LocalPool:
 
     engine = "local"
 
-    def __init__(self, bundle: Bundle, options: TagOptions) -> None:
+    def __init__(self, bundle: Bundle, options: TagOptions,
+                 decode: Callable[[DecodeJob], DecodeResult] | None = None) -> None:
         if options.threads is None and bundle.threads:
             options = replace(options, threads=bundle.threads)
         self.options = options
+        self.decode = decode  # a source's own decode step (IIIF: fetch + decode), else files
         self.plan = plan_threads(options, bundle.device)
         # the run's own session, made with the threads and spinning decided above
         self.bundle = Bundle(bundle.path, bundle.manifest, bundle.device,
@@ -105,8 +107,9 @@ class LocalPool:
     def run(self, todo: Todo, recorder: Recorder, summary: TagSummary,
             progress: Progress) -> None:
         options, manifest = self.options, self.bundle.manifest
-        fn = partial(decode_file, size=manifest.input_size, resize=manifest.resize,
-                     max_pixels=options.max_pixels, max_bytes=options.max_bytes)
+        fn = self.decode or partial(decode_file, size=manifest.input_size,
+                                    resize=manifest.resize, max_pixels=options.max_pixels,
+                                    max_bytes=options.max_bytes)
         window = max(2 * options.batch_size, 4 * self.plan.workers)
         pool = _make_executor(options.executor, min(self.plan.workers, len(todo)))
         batch: list[FileResult] = []

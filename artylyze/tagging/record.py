@@ -29,8 +29,10 @@ class Recorder:
     """Rows of one run: routes results, builds rows, files them in the state, commits parts."""
 
     def __init__(self, store: Store, manifest: Manifest, top_k: int, commit_every: int,
-                 commit_seconds: float, summary: TagSummary, progress: Progress) -> None:
+                 commit_seconds: float, summary: TagSummary, progress: Progress,
+                 reuse: bool = True) -> None:
         self.store, self.state, self.manifest, self.top_k = store, store.state, manifest, top_k
+        self.reuse = reuse  # False (IIIF): each row keeps its own source columns
         self.commit_every, self.commit_seconds = commit_every, commit_seconds
         self.summary, self.progress = summary, progress
         self.rows: list[dict[str, Any]] = []
@@ -41,8 +43,8 @@ class Recorder:
         """Record a reuse or an error row now; True when the file needs inference."""
         sha = result.sha256
         if result.error is not None:
-            self.error(entry, sha, result.error, result.kind or "other")
-        elif sha is not None and (result.known or sha in self.state.ok_shas):
+            self.error(entry, sha, result.error, result.kind or "other", result.extra)
+        elif sha is not None and self.reuse and (result.known or sha in self.state.ok_shas):
             self._reuse(entry, sha)
         else:
             return True
@@ -55,15 +57,17 @@ class Recorder:
         now = datetime.now(timezone.utc)
         preds = predictions(outputs, self.manifest, self.top_k)
         for (entry, r), pred in zip(batch, preds, strict=True):
-            self._row(entry, r.sha256, width=r.width, height=r.height, prediction=pred, now=now)
+            self._row(entry, r.sha256, width=r.width, height=r.height, prediction=pred, now=now,
+                      extra=r.extra)
         self.summary.stages.write += time.perf_counter() - t0
         self._maybe_commit()
 
-    def error(self, entry: FileEntry, sha: str | None, error: str, kind: str) -> None:
+    def error(self, entry: FileEntry, sha: str | None, error: str, kind: str,
+              extra: tuple[tuple[str, str | None], ...] = ()) -> None:
         """The error row of one file; the summary counts it under ``kind``."""
         self.summary.errors += 1
         self.summary.errors_by_kind[kind] += 1
-        self._row(entry, sha, error=error)
+        self._row(entry, sha, error=error, extra=extra)
 
     def _reuse(self, entry: FileEntry, sha: str) -> None:
         path = encode_path(entry.rel)
@@ -75,12 +79,14 @@ class Recorder:
 
     def _row(self, entry: FileEntry, sha: str | None, *, error: str | None = None,
              width: int | None = None, height: int | None = None,
-             prediction: Prediction | None = None, now: datetime | None = None) -> None:
+             prediction: Prediction | None = None, now: datetime | None = None,
+             extra: tuple[tuple[str, str | None], ...] = ()) -> None:
         path = encode_path(entry.rel)
         self.rows.append(build_row(path, entry.size, entry.mtime_ns, sha256=sha,
                                    model=self.store.model,
                                    tagged_at=now or datetime.now(timezone.utc), width=width,
-                                   height=height, prediction=prediction, error=error))
+                                   height=height, prediction=prediction, error=error,
+                                   extra=entry.extra + extra))
         ok = error is None
         self.state.record(path, Known(entry.size, entry.mtime_ns, sha, ok, self.store.part))
         if ok:

@@ -45,6 +45,8 @@ class TagSummary:
     threads: int = 0  # onnxruntime threads (Ray: per actor)
     executor: str = ""  # thread | process | ray
     address: str = ""  # the Ray cluster a Ray run used ("" when it needed none)
+    requests: int = 0  # IIIF: HTTP requests made (documents, info.json, images, retries)
+    bytes_fetched: int = 0  # IIIF: bytes downloaded
     seconds: float = 0.0
     stages: StageTimes = field(default_factory=StageTimes)
     walk_problems: list[WalkProblem] = field(default_factory=list)

@@ -19,6 +19,7 @@ import stat
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from artylyze.errors import ArtyLyzeError
 from artylyze.imaging import IMAGE_EXTENSIONS
@@ -38,6 +39,8 @@ class FileEntry:
     mtime_ns: int | None
     error: str | None = None
     error_kind: str = "unreadable"  # what the summary counts ``error`` as, when set
+    extra: tuple[tuple[str, str | None], ...] = ()  # more columns of its row (IIIF)
+    ref: Any = None  # what a source's own decode step needs (a IIIF image), else None
 
 
 @dataclass(frozen=True)
