@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from artylyze.model.bundle import Manifest
-from artylyze.model.manifest import ARTWORK, OTHER_ARTIST
 from artylyze.model.dating import PERIOD_STEP, period_mass, period_of, quantiles
+from artylyze.model.manifest import ARTWORK, OTHER_ARTIST
 
 DEFAULT_INTERVAL = (0.1, 0.9)  # until fitted: the central 80% of the distribution
 

@@ -27,10 +27,14 @@ from artylyze.atomic import atomic_write_text
 
 FONT_DIRS = ("/usr/share/fonts", "/usr/local/share/fonts", "/Library/Fonts",
              "C:/Windows/Fonts")
-WORDS = ("the of and to in inventory number received letter museum collection folio page "
-         "total date name address item quantity price signed dear sir madam report catalogue "
-         "acquisition lot paid no year description oil canvas frame condition notes remarks "
-         "archive box series file record verso recto entry dimensions cm gift loan").split()
+WORDS = (
+    'the', 'of', 'and', 'to', 'in', 'inventory', 'number', 'received', 'letter', 'museum',
+    'collection', 'folio', 'page', 'total', 'date', 'name', 'address', 'item', 'quantity',
+    'price', 'signed', 'dear', 'sir', 'madam', 'report', 'catalogue', 'acquisition',
+    'lot', 'paid', 'no', 'year', 'description', 'oil', 'canvas', 'frame', 'condition',
+    'notes', 'remarks', 'archive', 'box', 'series', 'file', 'record', 'verso', 'recto',
+    'entry', 'dimensions', 'cm', 'gift', 'loan',
+)
 SPLITS = (("train", 0.7), ("val", 0.85), ("test", 1.01))
 
 
@@ -174,8 +178,9 @@ def text_page(rng: random.Random, faces: list[str]) -> Image.Image:
     columns = 2 if w > 300 and rng.random() < 0.25 else 1
     col_w = (w - 2 * margin) // columns
     if rng.random() < 0.5:  # a heading in another size
-        draw.text((margin, y), " ".join(rng.choice(WORDS) for _ in range(rng.randint(1, 4)))
-                  .upper(), fill=_ink(rng, paper), font=_font(rng, faces, size + rng.randint(3, 12)))
+        heading = " ".join(rng.choice(WORDS) for _ in range(rng.randint(1, 4))).upper()
+        draw.text((margin, y), heading, fill=_ink(rng, paper),
+                  font=_font(rng, faces, size + rng.randint(3, 12)))
         y += size * 2 + 6
     top = y
     for col in range(columns):
@@ -206,17 +211,17 @@ KINDS: tuple[tuple[Callable[[random.Random, list[str]], Image.Image], str, float
     (colour_target, "blank", 0.2),
 )
 
+CUMULATIVE = np.cumsum([share for *_, share in KINDS])
+
 
 def generate(out: Path, count: int, seed: int = 0) -> Path:
     """Write ``count`` images and ``labels.csv`` under ``out``; returns the labels path."""
     rng, faces = random.Random(seed), fonts()
     rows = []
     for i in range(count):
-        r, acc = rng.random(), 0.0
-        for make, category, share in KINDS:
-            acc += share
-            if r < acc:
-                break
+        r = rng.random()
+        pick = int(np.searchsorted(CUMULATIVE, r, side="right"))
+        make, category, _ = KINDS[min(pick, len(KINDS) - 1)]
         img = make(rng, faces)
         rel = f"{category}/syn-{make.__name__}-{i:04d}.jpg"
         path = out / "images" / rel
