@@ -122,7 +122,7 @@ def _novelty(outputs: dict[str, np.ndarray], emb: np.ndarray, cal: dict) -> np.n
     """The bundle's own novelty output (computed from its reference set by
     :class:`~artylyze.model.bundle.Bundle`), else the older centre distance, else none."""
     if "novelty" in outputs:
-        return np.asarray(outputs["novelty"], np.float32)
+        return np.asarray(outputs["novelty"], np.float32).reshape(len(emb))  # [N] or [N, 1]
     if "centres" in cal.get("novelty", {}):
         return novelty_scores(emb, cal["novelty"])
     return None
