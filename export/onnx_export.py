@@ -114,6 +114,7 @@ def export_bundle(
                     reference=reference, calibration=cal_samples, evaluation=eval_samples,
                     eval_source=describe_source(eval_source), max_style_drop=max_style_drop)
             shutil.copyfile(final, staging / MODEL_FILE)
+        _copy_reference(Path(ckpt_dir), staging, fitted)
         manifest = Manifest(
             name=spec.name, backbone=spec.backbone, input_size=spec.input_size,
             resize=spec.resize, tasks=spec.tasks, embedding_dim=spec.embedding_dim,
@@ -137,6 +138,21 @@ def export_bundle(
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return manifest
+
+
+def _copy_reference(ckpt_dir: Path, staging: Path, fitted: dict) -> None:
+    """The novelty reference set (``calibration.novelty.file``) travels beside the graph, its
+    sha256 in the manifest, so loading checks it as it checks ``model.onnx``."""
+    name = (fitted.get("novelty") or {}).get("file")
+    if not name:
+        return
+    src = ckpt_dir / name
+    if Path(name).name != name or name in (MODEL_FILE, MANIFEST_FILE) or not src.is_file():
+        raise ExportError(f"{src}: the calibration names a novelty reference file that the "
+                          "checkpoint does not have")
+    if sha256_file(src) != fitted["novelty"].get("sha256"):
+        raise ExportError(f"{src}: sha256 differs from calibration.json's; re-run calibration")
+    shutil.copyfile(src, staging / name)
 
 
 def _versions() -> dict[str, str]:

@@ -29,7 +29,8 @@ TASKS = ("style", "genre", "artist", "nationality", "period")
 #: a bundle with a year head or calibration adds its columns there and here.
 COLUMNS = ["path", "size", "mtime_ns", "sha256", "width", "height", "status", "error",
            *(c for t in TASKS for c in (t, f"{t}_score", f"{t}_top", f"{t}_confident")),
-           "year", "year_low", "year_high", "novelty", "embedding", "model", "tagged_at"]
+           "year", "year_low", "year_high", "novelty", "domain", "domain_score", "embedding",
+           "model", "tagged_at"]
 
 
 @pytest.fixture(scope="module")

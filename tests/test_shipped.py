@@ -48,7 +48,8 @@ def named_files(manifest: Path) -> list[Path]:
         if data.get("bundle_dir"):
             files.append((folder / data["bundle_dir"] / "manifest.json").resolve())
         return files
-    return [folder / "model.onnx"]
+    reference = ((data.get("calibration") or {}).get("novelty") or {}).get("file")
+    return [folder / "model.onnx", *([folder / reference] if reference else [])]
 
 
 def strings(value: Any) -> list[str]:

@@ -16,6 +16,7 @@ import numpy as np
 
 from artylyze.imaging import RESIZE_POLICIES
 from artylyze.model.manifest import (
+    ARTWORK,
     FORMAT_VERSION,
     MANIFEST_FILE,
     MODEL_FILE,
@@ -38,7 +39,8 @@ from artylyze.model.runtime import (
 __all__ = [
     "DEFAULT_BUNDLE_DIR", "FORMAT_VERSION", "MANIFEST_FILE", "MODEL_FILE", "RESIZE_POLICIES",
     "SUPPORTED_FORMATS", "YEAR_KIND", "Bundle", "BundleError", "Manifest", "Task",
-    "available_providers", "check_graph", "load_bundle", "load_manifest", "resolve_providers",
+    "available_providers", "check_graph", "knn_novelty", "load_bundle", "load_manifest",
+    "resolve_providers",
     "sha256_file", "usable_cores", "write_manifest",
 ]
 
@@ -58,6 +60,7 @@ class Bundle:
         # cores to itself, wasteful when decode threads share them (see engine.plan_threads)
         self.spin = spin
         self._session = None
+        self._reference: np.ndarray | None = None
 
     @property
     def model_path(self) -> Path:
@@ -89,11 +92,51 @@ class Bundle:
             raise BundleError(f"expected uint8 [N, {size}, {size}, 3] images, got "
                               f"{images.dtype} {list(images.shape)}")
         names = ["embedding", *self.manifest.task_names]
-        outputs = self.session.run(names, {"image": images})
-        return dict(zip(names, outputs, strict=True))
+        outputs = dict(zip(names, self.session.run(names, {"image": images}), strict=True))
+        novelty = self.manifest.calibration.get("novelty", {})
+        if "file" in novelty:
+            score = knn_novelty(outputs["embedding"], self.reference, int(novelty.get("k", 1)))
+            domain = self.manifest.domain_task
+            if novelty.get("plus_domain") and domain is not None:
+                score = score + 1.0 - outputs[domain.name][:, domain.labels.index(ARTWORK)]
+            outputs["novelty"] = score.astype(np.float32)
+        return outputs
+
+    @property
+    def reference(self) -> np.ndarray:
+        """The novelty reference set (unit embeddings of training paintings), read once."""
+        if self._reference is None:
+            self._reference = read_reference(self.path, self.manifest)
+        return self._reference
 
     def close(self) -> None:
         self._session = None
+
+
+def knn_novelty(embedding: np.ndarray, reference: np.ndarray, k: int) -> np.ndarray:
+    """Mean cosine distance of each unit embedding to its ``k`` nearest reference paintings:
+    high for images unlike anything the model was taught. float32 ``[N]``."""
+    sims = np.asarray(embedding, np.float32) @ reference.T
+    k = max(1, min(k, reference.shape[0]))
+    nearest = np.partition(-sims, k - 1, axis=1)[:, :k]
+    return (1.0 + nearest.mean(axis=1)).astype(np.float32)
+
+
+def read_reference(path: Path, manifest: Manifest, verify: bool = True) -> np.ndarray:
+    """The bundle's reference file named by its calibration, sha256-checked like the graph."""
+    spec = manifest.calibration.get("novelty", {})
+    file = path / str(spec.get("file", ""))
+    if not spec.get("file") or not file.is_file():
+        raise BundleError(f"{file}: the novelty reference set is missing from the bundle")
+    if verify and sha256_file(file) != spec.get("sha256"):
+        raise BundleError(f"{file}: sha256 does not match the manifest's; the reference set "
+                          "was modified or is incomplete")
+    with np.load(file, allow_pickle=False) as data:
+        ref = np.asarray(data["reference"], np.float32)
+    if ref.ndim != 2 or ref.shape[1] != manifest.embedding_dim:
+        raise BundleError(f"{file}: reference set of shape {list(ref.shape)}, expected "
+                          f"[N, {manifest.embedding_dim}]")
+    return ref
 
 
 def check_graph(session: Any, manifest: Manifest, where: Path) -> None:
@@ -130,4 +173,7 @@ def load_bundle(bundle_dir: str | os.PathLike[str] | None = None, device: str = 
                 f"{model}: sha256 {actual[:12]}… does not match the manifest's "
                 f"{manifest.model_sha256[:12]}…; the model was modified or is incomplete"
             )
-    return Bundle(path, manifest, device=device, threads=threads, spin=spin)
+    bundle = Bundle(path, manifest, device=device, threads=threads, spin=spin)
+    if "file" in manifest.calibration.get("novelty", {}):
+        bundle._reference = read_reference(path, manifest, verify)  # refused now, not mid-run
+    return bundle

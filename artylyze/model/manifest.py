@@ -32,6 +32,13 @@ class BundleError(ArtyLyzeError):
 
 YEAR_KIND = "year"
 MAX_MANIFEST_BYTES = 16 * 1024**2  # a bundle manifest is a few KB to a few hundred
+#: The head that says what an image is (``artwork`` or what instead); a gate, not a label:
+#: rows carry ``domain``/``domain_score`` and no ``domain_top`` or ``domain_confident``.
+DOMAIN_TASK = "domain"
+ARTWORK = "artwork"
+#: The artist head's answer for works by artists outside its classes: never "confident",
+#: since it names no one.
+OTHER_ARTIST = "another artist"
 
 
 @dataclass(frozen=True)
@@ -102,8 +109,14 @@ class Manifest:
     def label_tasks(self) -> tuple[str, ...]:
         """What rows carry as ``<task>``/``_score``/``_top``: the class heads, plus ``period``
         derived from a year head."""
-        names = tuple(t.name for t in self.tasks if t.kind == "class")
+        names = tuple(t.name for t in self.tasks if t.kind == "class" and t.name != DOMAIN_TASK)
         return names + ("period",) if self.year_task and "period" not in names else names
+
+    @property
+    def domain_task(self) -> Task | None:
+        """The ``domain`` head (Model v5), if the bundle has one."""
+        return next((t for t in self.tasks if t.name == DOMAIN_TASK and ARTWORK in t.labels),
+                    None)
 
     @property
     def calibration(self) -> dict[str, Any]:

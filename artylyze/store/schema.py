@@ -25,6 +25,7 @@ FIXED_COLUMNS = ("path", "size", "mtime_ns", "sha256", "width", "height", "statu
 KNOWN_COLUMNS = ["path", "size", "mtime_ns", "sha256", "status"]  # what the state needs
 TOP_TYPE = pa.list_(pa.struct([("label", pa.string()), ("score", pa.float32())]))
 YEAR_COLUMNS = ("year", "year_low", "year_high")  # estimate and its interval (Model v2)
+DOMAIN_COLUMNS = ("domain", "domain_score")  # what the image is (Model v5)
 # Rows of a IIIF run only (artylyze.tagging.iiif_source); ``path`` is then the canvas id
 IIIF_COLUMNS = ("iiif_manifest", "iiif_manifest_label", "iiif_canvas_label", "iiif_service",
                 "iiif_image", "iiif_region", "iiif_size", "iiif_manifest_source")
@@ -48,6 +49,8 @@ def label_columns(manifest: Manifest) -> list[str]:
         cols += list(YEAR_COLUMNS)
     if "novelty" in manifest.calibration:
         cols.append("novelty")
+    if manifest.domain_task is not None:
+        cols += list(DOMAIN_COLUMNS)
     return cols
 
 
@@ -119,6 +122,8 @@ def build_row(path: str, size: int | None, mtime_ns: int | None, *, sha256: str 
             y = prediction.year
             row.update({"year": y.year, "year_low": y.low, "year_high": y.high})
         row["novelty"] = prediction.novelty
+        if prediction.domain is not None:
+            row["domain"], row["domain_score"] = prediction.domain
         row["embedding"] = prediction.embedding
     return row
 

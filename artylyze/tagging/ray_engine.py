@@ -124,6 +124,7 @@ class Tagger:
             shape = (manifest.input_size, manifest.input_size, 3)
             images = np.stack([np.frombuffer(pixels[i], np.uint8).reshape(shape) for i in todo])
             for name, values in self.bundle.run(images).items():
+                values = values.reshape(len(todo), -1)  # per-image scalars (novelty): [n, 1]
                 full = np.zeros((n, values.shape[1]), np.float32)
                 full[todo] = values
                 outputs[name] = full
