@@ -343,10 +343,17 @@ def test_security_headers_and_no_cors_unless_asked(client, service) -> None:
 
 
 def test_access_log_is_one_json_line_without_queries_or_headers(client, caplog) -> None:
-    with caplog.at_level(logging.INFO, logger="artylyze.access"):
-        response = client.get("/v1/works", params={"q": "secret-token"},
-                              headers={"Authorization": "Bearer hunter2",
-                                       "X-Request-ID": "abc-123"})
+    # caplog's handler on the access logger itself: a test that ran a server in this process
+    # (configure_logging) may have stopped the logger from propagating to the root
+    access = logging.getLogger("artylyze.access")
+    access.addHandler(caplog.handler)
+    try:
+        with caplog.at_level(logging.INFO, logger="artylyze.access"):
+            response = client.get("/v1/works", params={"q": "secret-token"},
+                                  headers={"Authorization": "Bearer hunter2",
+                                           "X-Request-ID": "abc-123"})
+    finally:
+        access.removeHandler(caplog.handler)
     assert response.headers["x-request-id"] == "abc-123"
     (line,) = [r.getMessage() for r in caplog.records if r.name == "artylyze.access"]
     record = json.loads(line)
