@@ -343,15 +343,17 @@ def test_security_headers_and_no_cors_unless_asked(client, service) -> None:
 
 
 def test_access_log_is_one_json_line_without_queries_or_headers(client) -> None:
-    # a handler on the access logger itself: a test that ran a server in this process
-    # (configure_logging) may have stopped it from propagating to the root, where caplog is
+    # a handler on the access logger itself, enabled: code that ran earlier in this process
+    # may have stopped it from propagating to the root, where caplog is (configure_logging),
+    # or disabled it (a logging.config.dictConfig that disables existing loggers)
     lines: list[str] = []
     handler = logging.Handler(logging.INFO)
     handler.emit = lambda record: lines.append(record.getMessage())
     access = logging.getLogger("artylyze.access")
-    level = access.level
+    level, disabled = access.level, access.disabled
     access.addHandler(handler)
     access.setLevel(logging.INFO)
+    access.disabled = False
     try:
         response = client.get("/v1/works", params={"q": "secret-token"},
                               headers={"Authorization": "Bearer hunter2",
@@ -359,6 +361,7 @@ def test_access_log_is_one_json_line_without_queries_or_headers(client) -> None:
     finally:
         access.removeHandler(handler)
         access.setLevel(level)
+        access.disabled = disabled
     assert response.headers["x-request-id"] == "abc-123"
     (line,) = lines
     record = json.loads(line)
