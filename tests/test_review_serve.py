@@ -15,7 +15,7 @@ from artylyze.model.bundle import load_manifest
 from artylyze.review import ReviewStore, review_path
 from artylyze.serve.app import create_app
 from artylyze.serve.options import ServeOptions
-from artylyze.serve.review import queue_order
+from artylyze.serve.review import index_vectors, queue_order
 from artylyze.serve.service import Service
 
 TOKEN = "a-test-token-of-some-length"
@@ -78,12 +78,20 @@ def test_confirm_correct_and_undo_become_events(client, collection) -> None:
 
 
 def test_the_queue_leaves_out_reviewed_works_least_confident_first(client) -> None:
-    post(client, 5, {"task": "genre", "action": "confirm", "reviewer": "Ann"})
+    """One reviewed work: every other work's nearest reviewed one is it, so those the model
+    labels otherwise come first (they disagree with a person), each part least confident
+    first."""
+    label = post(client, 5, {"task": "genre", "action": "confirm",
+                             "reviewer": "Ann"}).json()["human"]["label"]
     queue = client.get("/v1/review/queue", params={"task": "genre", "limit": 50}).json()
     ids = [w["id"] for w in queue["works"]]
     assert 5 not in ids and len(ids) == 23
-    scores = [w["predicted"]["genre"]["score"] for w in queue["works"]]
-    assert scores == sorted(scores)
+    agrees = [w["predicted"]["genre"]["label"] == label for w in queue["works"]]
+    assert agrees == sorted(agrees) and 0 < sum(agrees) < 23
+    for part in (False, True):
+        scores = [w["predicted"]["genre"]["score"] for w, a in zip(queue["works"], agrees,
+                                                                   strict=True) if a == part]
+        assert scores == sorted(scores)
     assert all("genre" in w["top"] for w in queue["works"])
 
 
@@ -93,6 +101,46 @@ def test_queue_order_puts_unscored_last() -> None:
     order = queue_order(np.array([0.9, np.nan, 0.2, 0.5]), None,
                         np.array([False, False, False, True]), [None] * 4, [None] * 4)
     assert order.tolist() == [2, 0, 1]
+
+
+def test_the_queue_ranks_up_works_whose_neighbours_were_corrected(collection, tmp_path,
+                                                                 monkeypatch) -> None:
+    """With the index's vectors, the model's most confident work comes up the queue once
+    its nearest works were corrected to another label than the one it predicts for it."""
+    import numpy as np
+
+    service = open_service(collection, review=True, review_token=TOKEN,
+                           review_store=tmp_path / "queue.sqlite")
+    try:
+        desk = service.review
+        x = desk.embeddings()
+        index = service.gallery.index
+        assert x.shape == (index.count, index.index.d) and x.dtype == np.float32
+        assert np.allclose(np.linalg.norm(x, axis=1), 1.0, atol=1e-5)
+        assert desk.embeddings() is x  # read once, then kept
+        col = service.gallery.column
+        scores = np.array(col("style_score"), float)
+        target = int(np.argmax(scores))
+        machine = col("style")[target]
+        other = next(c for c in ("Baroque", "Cubism") if c != machine)
+        near = [int(i) for i in np.argsort(-(x @ x[target])) if i != target][:3]
+        for row in near:
+            desk.record(desk.parse(row, {"task": "style", "action": "correct",
+                                         "label": other, "reviewer": "Ann"}))
+        with_vectors = desk.queue("style", 50)
+        monkeypatch.setattr(desk, "embeddings", lambda: None)
+        without = desk.queue("style", 50)
+        assert sorted(with_vectors) == sorted(without) and not set(near) & set(without)
+        assert without.index(target) == len(without) - 1  # the most confident: last
+        assert with_vectors.index(target) < without.index(target)
+    finally:
+        service.close()
+
+
+def test_index_vectors_are_left_out_above_the_memory_cap(service) -> None:
+    index = service.gallery.index
+    assert index_vectors(index, max_bytes=index.count * index.index.d * 4) is None
+    assert index_vectors(index).shape == (index.count, index.index.d)
 
 
 @pytest.mark.parametrize("body, headers, status, kind, says", [

@@ -32,6 +32,9 @@ TOKEN_HEADER = "X-Review-Token"
 MAX_BODY = 4096
 TASK_NAME = re.compile(r"[a-z][a-z0-9_]{0,39}")
 QUEUE_MAX = 200
+#: The queue reads the index's vectors only while they take less memory than this: above
+#: it (about 260,000 works of 256 dims) it orders by the scores alone, as without vectors.
+EMBEDDINGS_MAX_BYTES = 256 << 20
 
 
 class Unauthorized(ServeError, status=401, kind="unauthorized"):
@@ -52,7 +55,8 @@ def queue_order(scores: np.ndarray, embeddings: np.ndarray | None, reviewed: np.
     """Indices of the unreviewed works, the one whose label helps most first: the one place
     the queue's order is decided, :func:`artylyze.teach.queue.review_order` (least confident
     plus disagreement with the nearest reviewed works; NaN scores, e.g. a task the model
-    does not have, last; ``embeddings`` may be None where the index holds none)."""
+    does not have, last; ``embeddings``, aligned to the index rows, may be None: see
+    :meth:`ReviewDesk.embeddings`)."""
     from artylyze.teach.queue import review_order
 
     return review_order(scores, embeddings, reviewed, reviewed_labels, predicted, k)
@@ -97,6 +101,9 @@ class ReviewDesk:
         self._lock = threading.Lock()
         self._seen = -1
         self._current: dict[tuple[str, str], HumanLabel] = {}
+        self._vectors: np.ndarray | None = None
+        self._vectors_read = False
+        self._vectors_lock = threading.Lock()  # apart: a first read must not block writes
 
     @classmethod
     def open(cls, catalog: Catalog, meta: Path | None, store: Path | None, writable: bool,
@@ -154,8 +161,20 @@ class ReviewDesk:
         else:
             scores = np.full(len(shas), np.nan)
             predicted = [None] * len(shas)
-        order = queue_order(scores, None, reviewed, labels, predicted)
+        order = queue_order(scores, self.embeddings(), reviewed, labels, predicted)
         return [int(i) for i in order[:limit]]
+
+    def embeddings(self) -> np.ndarray | None:
+        """The index's vectors [count, dim] in row order, L2-normalized, read once per
+        service (the first queue request) so the queue can rank up works whose nearest
+        reviewed neighbours got another label than the model's. None where they would take
+        at least :data:`EMBEDDINGS_MAX_BYTES` or the index type cannot return them: the
+        queue is then the least confident first."""
+        with self._vectors_lock:
+            if not self._vectors_read:
+                self._vectors = index_vectors(self.catalog.gallery.index)
+                self._vectors_read = True
+            return self._vectors
 
     # -- writes ------------------------------------------------------------------------
     def check_request(self, headers: Any, host: str | None) -> None:
@@ -244,6 +263,28 @@ class ReviewDesk:
 
     def close(self) -> None:
         self.store.close()
+
+
+def index_vectors(index: Any, max_bytes: int = EMBEDDINGS_MAX_BYTES,
+                  batch: int = 8192) -> np.ndarray | None:
+    """The stored vectors of an opened index dir, one row per index row, L2-normalized
+    again (compressed codes return them only approximately); None when too big or not
+    returnable (then the queue uses the scores alone, which is what it did before)."""
+    from artylyze.index.errors import IndexStoreError
+    from artylyze.index.faiss_index import reconstruct
+
+    n, dim = int(index.count), int(index.index.d)
+    if n == 0 or n * dim * 4 >= max_bytes or int(index.index.ntotal) != n:
+        return None
+    out = np.empty((n, dim), np.float32)
+    try:
+        for s in range(0, n, batch):
+            out[s:s + batch] = reconstruct(index.index, list(range(s, min(n, s + batch))))
+    except IndexStoreError:
+        return None
+    norms = np.linalg.norm(out, axis=1, keepdims=True)
+    out /= np.where(norms > 0, norms, 1.0)  # in place: no second copy of a big matrix
+    return out
 
 
 def answer_json(h: HumanLabel) -> dict[str, Any]:
