@@ -35,5 +35,6 @@ def report(
     with cli_errors():
         result = collection_report(source, out, index=index, labels=labels, cases=cases)
     sources = ", ".join(f"{k}: {v}" for k, v in result["sources"].items())
-    typer.echo(f"wrote {result['html']} ({result['works']:,} works, {len(result['charts'])} "
-               f"charts, {result['cases']} case studies; labels {sources})")
+    folded = f" ({result['folded']:,} copies counted once)" if result["folded"] else ""
+    typer.echo(f"wrote {result['html']} ({result['works']:,} works{folded}, "
+               f"{len(result['charts'])} charts, {result['cases']} case studies; labels {sources})")

@@ -12,9 +12,11 @@ from __future__ import annotations
 import dataclasses
 import re
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 
 from artylyze.index.entries import Entries, read_meta
 from artylyze.index.faiss_index import reconstruct, search
@@ -45,6 +47,22 @@ class Collection:
     @property
     def own_rows(self) -> bool:
         return self.raw is None
+
+    @cached_property
+    def counted(self) -> np.ndarray:
+        """Per work, whether the report counts it: the first file of each artwork, its
+        copies (see :func:`distinct_works`) folded into it."""
+        return distinct_works(self.entries.rows)
+
+    @property
+    def works(self) -> int:
+        """How many artworks the files are, each counted once."""
+        return int(self.counted.sum())
+
+    @property
+    def folded(self) -> int:
+        """How many files are copies of another work's file."""
+        return self.count - self.works
 
     def labels(self) -> tuple[dict[str, list[str | None]], dict[str, str]]:
         """Per field, each work's label and where it came from (ground truth / predicted)."""
@@ -90,6 +108,36 @@ class Collection:
                 return True
         return (self.entries.root is not None and self.entries.root == self.index.root
                 and mine.column("path")[work].as_py() == theirs.column("path")[row].as_py())
+
+
+def distinct_works(rows: pa.Table) -> np.ndarray:
+    """Per row, whether it is the first file of its artwork. Files are one artwork when they
+    have the same sha256 (same bytes) or, where the rows carry it, the same ``dup_group``
+    (from ``artylyze duplicates``), linked through each other: a union-find over those keys,
+    O(n), no pixels read. Unlike :mod:`artylyze.index.copies`, no embedding test: that needs
+    neighbours, and counting must stay cheap on a million rows."""
+    n = rows.num_rows
+    parent = list(range(n))
+
+    def find(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    for column in ("sha256", "dup_group"):
+        if column not in rows.column_names:
+            continue
+        first: dict[object, int] = {}
+        for i, key in enumerate(rows.column(column).to_pylist()):
+            if key is None or key == "" or (isinstance(key, float) and key != key):
+                continue  # no key (NaN: an empty group in a float column)
+            if key in first:
+                a, b = find(first[key]), find(i)
+                parent[max(a, b)] = min(a, b)  # the first file of a work stays its root
+            else:
+                first[key] = i
+    return np.fromiter((find(i) == i for i in range(n)), bool, n)
 
 
 def index_entries(index: IndexDir) -> Entries:

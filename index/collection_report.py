@@ -73,21 +73,30 @@ def collection_report(source: str | Path, out: str | Path, index: str | Path | N
         raise ReportError(f"{source}: no style labels (no ground truth and no style task)")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    styles = ordered(fields["style"], _model_labels(coll, "style"))
+    counted = _counted(fields, coll.counted)  # each artwork once, its copies folded
+    styles = ordered(counted["style"], _model_labels(coll, "style"))
     parts = [_intro(coll, sources)]
-    charts_written = [*_over_time(fields, sources, styles, out, parts),
-                      *_over_place(fields, sources, styles, out, parts)]
+    charts_written = [*_over_time(counted, sources, styles, out, parts),
+                      *_over_place(counted, sources, styles, out, parts)]
     order = _clusters(coll, out, parts)
     charts_written.append("affinity_tree.png")
-    membership, sizes = mean_membership(fields["style"], styles, coll.posteriors)
+    membership, sizes = mean_membership(counted["style"], styles,
+                                        coll.posteriors[coll.counted])
     charts.influences_chart(membership, styles, sizes, order, out / "influences.png")
     charts_written.append("influences.png")
     parts.append(_influences(coll, styles, membership, sizes))
     studies = case_studies(coll, fields, cases)
     parts.append(_cases(coll, studies))
     html = write_page(out / "index.html", page(f"Collection report: {coll.name}", "\n".join(parts)))
-    return {"html": html, "works": coll.count, "charts": charts_written, "cases": len(studies),
-            "sources": sources}
+    return {"html": html, "works": coll.works, "files": coll.count, "folded": coll.folded,
+            "charts": charts_written, "cases": len(studies), "sources": sources}
+
+
+def _counted(fields: dict[str, list[str | None]],
+             keep: np.ndarray) -> dict[str, list[str | None]]:
+    """The labels of the works the report counts (one file per artwork)."""
+    return {f: [v for v, k in zip(values, keep, strict=True) if k]
+            for f, values in fields.items()}
 
 
 def _over_time(fields: dict[str, list[str | None]], sources: dict[str, str], styles: list[str],
@@ -147,8 +156,24 @@ def _intro(coll: Collection, sources: dict[str, str]) -> str:
     where = ("the index's own works" if coll.own_rows else
              f"tagged works placed in the clusters of index <code>{esc(coll.index.path)}</code>")
     labels = ", ".join(f"{esc(f)}: {esc(s)}" for f, s in sources.items())
-    return (f"<p>{coll.count:,} works: {where}. Model <code>{esc(man.model_id)}</code>; "
-            f"{coll.index.clusters.gmm.k} clusters (Gaussian mixture). Labels: {labels}.</p>")
+    return (f"<p>{coll.works:,} works: {where}. Model <code>{esc(man.model_id)}</code>; "
+            f"{coll.index.clusters.gmm.k} clusters (Gaussian mixture). Labels: {labels}."
+            f"{_copies_note(coll)}</p>")
+
+
+def copies_note(folded: int, files: int, groups: bool) -> str:
+    """What the counts leave out: files that are copies of another work's file."""
+    if not folded:
+        return ""
+    what = ("1 file is a copy of another work and is" if folded == 1 else
+            f"{folded:,} files are copies of other works and are")
+    how = "same bytes or the same duplicate group" if groups else "same bytes"
+    return f"{what} counted once ({files:,} files in all; {how})."
+
+
+def _copies_note(coll: Collection) -> str:
+    note = copies_note(coll.folded, coll.count, "dup_group" in coll.entries.rows.column_names)
+    return f' <span class="copies">{esc(note)}</span>' if note else ""
 
 
 def _clusters(coll: Collection, out: Path, parts: list[str]) -> list[int]:
@@ -159,14 +184,14 @@ def _clusters(coll: Collection, out: Path, parts: list[str]) -> list[int]:
     active = [t["id"] for t in themes if t["size"]]
     order, tree = cluster_tree(affinity, active)
     charts.affinity_tree_chart(affinity, order, tree, names, out / "affinity_tree.png")
-    here = np.bincount(coll.posteriors.argmax(axis=1), minlength=len(themes)) \
-        if coll.count else np.zeros(len(themes), int)
+    here = np.bincount(coll.posteriors[coll.counted].argmax(axis=1), minlength=len(themes)) \
+        if coll.works else np.zeros(len(themes), int)
     rows = "".join(f"<tr><td>{c}</td><td>{esc(names[c])}</td><td>{themes[c]['size']:,}</td>"
                    f"<td>{int(here[c]):,}</td></tr>" for c in order)
     pairs = "".join(f"<tr><td>{a}: {esc(names[a])}</td><td>{b}: {esc(names[b])}</td>"
                     f"<td>{d:.3f}</td></tr>" for a, b, d in closest_pairs(affinity, active, PAIRS))
     tables = ("<h3>Clusters and their themes (dendrogram order)</h3><table><tr><th>cluster</th>"
-              "<th>theme</th><th>works in the index</th><th>works here (most likely cluster)"
+              "<th>theme</th><th>files in the index</th><th>works here (most likely cluster)"
               f"</th></tr>{rows}</table><h3>Closest pairs of themes</h3><table><tr><th>theme"
               "</th><th>theme</th><th>distance (1 - cosine)</th></tr>" + pairs + "</table>")
     parts.append(_section("clusters", "How the clusters relate", "affinity_tree.png",
@@ -203,6 +228,8 @@ def case_studies(coll: Collection, fields: dict[str, list[str | None]],
     names = [t["name"] for t in coll.index.themes["themes"]]
     studies, seen = [], set()
     for work in np.argsort(-mixed, kind="stable"):
+        if not coll.counted[work]:
+            continue  # a copy: its work is a case already, or could be
         share = coll.posteriors[work]
         top = [int(j) for j in np.argsort(-share)[:4] if share[j] >= MIN_INFLUENCE]
         if tuple(top[:2]) in seen:

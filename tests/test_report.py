@@ -9,6 +9,9 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 import pytest
 from browser import CHROMIUM, render
 from test_index_support import planted_meta
@@ -21,12 +24,13 @@ from artylyze.index.collection import (
     closest_pairs,
     cluster_tree,
     crosstab,
+    distinct_works,
     entropy,
     keep_top_columns,
     mean_membership,
     ordered,
 )
-from artylyze.index.collection_report import ReportError, collection_report
+from artylyze.index.collection_report import ReportError, collection_report, copies_note
 from artylyze.index.errors import ModelMismatchError
 from artylyze.index.store import DEFAULT_GALLERY_DIR
 
@@ -118,6 +122,57 @@ def test_report_on_the_shipped_gallery(tmp_path):
     assert result.exit_code == 0, result.output
     html = _check_page(tmp_path / "g")
     assert html.count('class="case"') == 6
+
+
+def _section_html(html: str, anchor: str) -> str:
+    start = html.index(f'<section id="{anchor}">')
+    return html[start:html.index("</section>", start)]
+
+
+def test_an_exact_copy_of_a_file_is_counted_once(tagged, tmp_path):
+    """The same painting scanned twice (same bytes, another name) is one work: the counts,
+    the clusters' table and the styles' table are those of the collection without the copy,
+    and the page says one file was folded."""
+    table = pq.read_table(tagged["meta"])
+    ok = table.filter(pc.equal(table.column("status"), "ok"))
+    original = ok.slice(0, 1)
+    path = Path(original.column("path")[0].as_py())
+    copy_path = path.with_name(f"copy of {path.name}")
+    shutil.copy(tagged["root"] / path, tagged["root"] / copy_path)
+    twin = pa.Table.from_pylist([{**original.to_pylist()[0], "path": str(copy_path)}],
+                                schema=table.schema)
+    doubled = pa.concat_tables([table, twin])
+    pq.write_table(doubled, tmp_path / "copies.parquet")
+
+    plain = collection_report(tagged["meta"], tmp_path / "plain", index=tagged["idx"], cases=2)
+    result = collection_report(tmp_path / "copies.parquet", tmp_path / "r",
+                               index=tagged["idx"], cases=2)
+    assert (result["works"], result["files"], result["folded"]) == (
+        3 * PER_STYLE, 3 * PER_STYLE + 1, 1)
+    assert plain["folded"] == 0 and plain["works"] == 3 * PER_STYLE
+    html = _check_page(tmp_path / "r", works=3 * PER_STYLE)
+    assert "1 file is a copy of another work and is counted once" in html
+    assert "is a copy" not in (tmp_path / "plain" / "index.html").read_text()
+    before = (tmp_path / "plain" / "index.html").read_text()
+    for anchor in ("journey", "style-period", "influences", "clusters"):
+        assert _section_html(html, anchor) == _section_html(before, anchor), anchor
+    assert str(copy_path) not in _section_html(html, "cases")  # a copy is never a case
+
+
+def test_distinct_works_link_copies_by_bytes_and_duplicate_group():
+    rows = pa.table({"sha256": ["a", "b", "a", "c", "d", None, "e", ""],
+                     "dup_group": [None, 7.0, None, 7.0, float("nan"), None, 9.0, 9.0]})
+    # 2 is 0's bytes; 3 is 1's group; 4's NaN group is no group; 5 and 7 have no bytes known
+    assert distinct_works(rows).tolist() == [True, True, False, False, True, True, True, False]
+    chained = pa.table({"sha256": ["x", "y", "y"], "dup_group": [None, None, 1]})
+    assert distinct_works(chained).tolist() == [True, True, False]
+    linked = pa.table({"sha256": ["x", "y", "x"], "dup_group": [None, 1, 1]})
+    assert distinct_works(linked).tolist() == [True, False, False]  # 1 joins 0 through 2
+    assert distinct_works(pa.table({"path": ["p", "q"]})).tolist() == [True, True]
+    assert copies_note(0, 5, False) == ""
+    assert copies_note(3, 10, True) == ("3 files are copies of other works and are counted "
+                                        "once (10 files in all; same bytes or the same "
+                                        "duplicate group).")
 
 
 def test_refusals_are_clear(tagged, tmp_path):
