@@ -29,6 +29,17 @@ def free_port() -> int:
 
 
 def _script(name: str) -> str:
+    """The ``iiif`` package's script ``name``, where its distribution installed it (a venv
+    that sees the system's packages has none of its own, and PATH may hold a pyenv shim)."""
+    from importlib import metadata
+
+    try:
+        files = metadata.distribution("iiif").files or []
+    except metadata.PackageNotFoundError:
+        files = []
+    for f in files:
+        if f.name == name and Path(f.locate()).is_file():
+            return str(f.locate())
     here = Path(sys.executable).parent / name
     found = str(here) if here.is_file() else shutil.which(name)
     if not found:

@@ -88,10 +88,14 @@ def _prepare(conn: sqlite3.Connection, path: Path) -> None:
     """Check the file is ours and current (or empty: then make it), and set WAL mode."""
     try:
         conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-        app = conn.execute("PRAGMA application_id").fetchone()[0]
-        version = conn.execute("PRAGMA user_version").fetchone()[0]
-        tables = {r[0] for r in conn.execute(
-            "SELECT name FROM sqlite_master WHERE type = 'table'")}
+        conn.execute("BEGIN")  # one snapshot: another process may be making the schema now
+        try:
+            app = conn.execute("PRAGMA application_id").fetchone()[0]
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            tables = {r[0] for r in conn.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table'")}
+        finally:
+            conn.execute("COMMIT")
     except sqlite3.DatabaseError as e:
         raise ReviewError(f"{path}: not a review store (not an SQLite database: {e})") from e
     if app == APPLICATION_ID and version > SCHEMA_VERSION:

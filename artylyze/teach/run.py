@@ -97,15 +97,19 @@ def _fit(out: Path, task: str, rows: list, labels_csv, review, seed: int) -> Tau
              if valid[i]}
     builtin = _builtin_classes(rows[0].file, task)
     check_counts(list(found.values()), builtin)
-    idx = np.fromiter(found, np.int64, len(found))
+    # rows in content order, not file order: tag writes them as decoding finishes, and the
+    # folds, samples and so the fit must not depend on that
+    key = [(s or "", p) for s, p in zip(works.sha256, works.paths, strict=True)]
+    idx = np.array(sorted(found, key=key.__getitem__), np.int64)
     labels = [found[i] for i in idx]
     classes = list(builtin) + sorted(set(labels) - set(builtin)) if builtin else None
     if not builtin:
         pool = np.nonzero(valid)[0]
+        pool = np.array(sorted(pool, key=key.__getitem__), np.int64)
         sample = np.random.default_rng(seed).permutation(pool)[:PRIOR_SAMPLE]
         return fit_task(task, x[idx], labels, model_id, None, None, seed,
                         unlabelled=x[np.sort(sample)])
-    extra = _machine_labels(rows, task, classes, seed)
+    extra = _machine_labels(rows, task, classes, seed, key)
     return fit_task(task, x[idx], labels, model_id, classes, extra, seed, kinds=("linear",),
                     linear_c=CORRECT_C)
 
@@ -121,7 +125,8 @@ def _builtin_classes(file: Path, task: str) -> tuple[str, ...]:
     return next((t.labels for t in manifest.tasks if t.name == task), ())
 
 
-def _machine_labels(rows: list, task: str, classes: list[str], seed: int) -> Extra | None:
+def _machine_labels(rows: list, task: str, classes: list[str], seed: int,
+                    key: list[tuple[str, str]]) -> Extra | None:
     """The bundle's own labels of a uniform sample of the works, reviewed ones included (a
     person's label there outweighs the machine's three to one): a regularized linear model
     on them reproduces the bundle's (linear) head where people said nothing, and people's
@@ -136,7 +141,9 @@ def _machine_labels(rows: list, task: str, classes: list[str], seed: int) -> Ext
     ok = np.nonzero(valid & np.array([lab in index for lab in labels], bool))[0]
     if len(ok) == 0:
         return None
-    pick = np.sort(np.random.default_rng(seed).permutation(ok)[:MACHINE_MAX])
+    ok = np.array(sorted(ok, key=key.__getitem__), np.int64)  # content order (see _fit)
+    pick = np.random.default_rng(seed).permutation(ok)[:MACHINE_MAX]
+    pick = np.array(sorted(pick, key=key.__getitem__), np.int64)
     x = np.concatenate([r.x for r in rows])
     return Extra(x[pick], np.array([index[labels[i]] for i in pick]), MACHINE_WEIGHT)
 
