@@ -98,11 +98,12 @@ def stage_naive(root: Path, bundle_dir: str | None, batch_size: int = 32) -> dic
     from torchvision import datasets, transforms
 
     from artylyze.model.bundle import load_bundle, usable_cores
-    from artylyze.train.models import build_model
+    from artylyze.train.models import build_model, head_layout
 
     m = load_bundle(bundle_dir).manifest
-    model = build_model(m.backbone, {t.name: len(t.labels) for t in m.tasks}, m.embedding_dim,
-                        pretrained=False).eval()
+    linear, deep = head_layout([t.to_dict() for t in m.tasks])
+    model = build_model(m.backbone, linear, m.embedding_dim, pretrained=False,
+                        feature_heads=deep).eval()
     tf = transforms.Compose([transforms.Resize((m.input_size, m.input_size)),
                              transforms.PILToTensor()])
     loader = DataLoader(datasets.ImageFolder(str(root), transform=tf), batch_size=batch_size,

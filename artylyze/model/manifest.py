@@ -44,15 +44,20 @@ OTHER_ARTIST = "another artist"
 @dataclass(frozen=True)
 class Task:
     """One prediction head: its name and ordered labels. A ``year`` head's labels are the
-    first years of consecutive ``step``-year bins; its outputs become a date and a period."""
+    first years of consecutive ``step``-year bins; its outputs become a date and a period.
+    A head with ``hidden`` units reads the backbone features, not the embedding (what
+    ``recover`` needs to rebuild it; tagging reads only the output)."""
 
     name: str
     labels: tuple[str, ...]
     kind: str = "class"
     step: int | None = None
+    hidden: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         extra = {"kind": self.kind, "step": self.step} if self.kind != "class" else {}
+        if self.hidden:
+            extra["hidden"] = self.hidden
         return {"name": self.name, "labels": list(self.labels), **extra}
 
     @classmethod
@@ -60,8 +65,12 @@ class Task:
         kind = str(d.get("kind", "class"))
         if kind not in ("class", YEAR_KIND):
             raise BundleError(f"task {d.get('name')!r}: unknown kind {kind!r}")
+        hidden = d.get("hidden")
+        if hidden is not None and (isinstance(hidden, bool) or not isinstance(hidden, int)
+                                   or hidden < 1):
+            raise BundleError(f"task {d.get('name')!r}: hidden must be a positive int")
         task = cls(str(d["name"]), tuple(str(x) for x in d["labels"]), kind,
-                   int(d["step"]) if kind == YEAR_KIND else None)
+                   int(d["step"]) if kind == YEAR_KIND else None, hidden)
         if kind == YEAR_KIND:
             starts = [int(x) for x in task.labels]
             if any(b - a != task.step for a, b in zip(starts, starts[1:], strict=False)):

@@ -19,7 +19,7 @@ from safetensors.torch import load_file, save_file
 
 from artylyze.atomic import staged_dir, swap_in_dir
 from artylyze.errors import ArtyLyzeError
-from artylyze.train.models import MultiTaskNet, build_model
+from artylyze.train.models import MultiTaskNet, build_model, head_layout
 
 CONFIG_FILE = "checkpoint.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -85,8 +85,9 @@ def read_config(ckpt_dir: str | Path) -> dict[str, Any]:
 def load_checkpoint(ckpt_dir: str | Path) -> tuple[MultiTaskNet, dict[str, Any]]:
     """Rebuild the network from its config and load its weights (eval mode)."""
     config = read_config(ckpt_dir)
-    tasks = {t["name"]: len(t["labels"]) for t in config["tasks"]}
-    model = build_model(config["backbone"], tasks, config["embedding_dim"], pretrained=False)
+    tasks, feature_heads = head_layout(config["tasks"])
+    model = build_model(config["backbone"], tasks, config["embedding_dim"], pretrained=False,
+                        feature_heads=feature_heads)
     load_weights(model, ckpt_dir)
     return model.eval(), config
 

@@ -22,7 +22,7 @@ from torch import nn
 
 from artylyze.errors import ArtyLyzeError
 from artylyze.model.bundle import MODEL_FILE, load_manifest
-from artylyze.train.models import MultiTaskNet, build_model
+from artylyze.train.models import MultiTaskNet, build_model, head_layout
 
 PREFIX = "model."
 
@@ -71,15 +71,16 @@ def load_folded(model: MultiTaskNet, weights: dict[str, np.ndarray]) -> None:
             bn.running_mean.zero_()
             bn.running_var.fill_(1.0 - bn.eps)  # (x - 0) / sqrt(var + eps) == x
         for name, param in model.named_parameters():
-            if name.startswith(("embed.", "heads.")):
+            if name.startswith(("embed.", "heads.", "feature_heads.")):
                 param.copy_(take(name))
 
 
 def recover(bundle_dir: str | Path) -> MultiTaskNet:
     """The bundle's network in torch, in eval mode, equal to the graph up to float rounding."""
     manifest = load_manifest(bundle_dir)
-    tasks = {t.name: len(t.labels) for t in manifest.tasks}
-    model = build_model(manifest.backbone, tasks, manifest.embedding_dim, pretrained=False)
+    tasks, feature_heads = head_layout([t.to_dict() for t in manifest.tasks])
+    model = build_model(manifest.backbone, tasks, manifest.embedding_dim, pretrained=False,
+                        feature_heads=feature_heads)
     load_folded(model, graph_weights(bundle_dir))
     return model.eval()
 

@@ -1,4 +1,5 @@
-"""Backbones and the multi-task network: backbone -> embedding -> one linear head per task.
+"""Backbones and the multi-task network: backbone -> embedding -> one linear head per task
+(and, for a task whose head has a hidden layer, a small network on the backbone features).
 
 Every backbone maps a normalized float ``[N, 3, H, W]`` batch to pooled features. The
 network's forward returns the raw embedding and one logit tensor per task; export adds
@@ -165,10 +166,15 @@ def cnn3(pretrained: bool = False, weights: str | None = None) -> Backbone:
 
 
 class MultiTaskNet(nn.Module):
-    """Backbone features -> dropout -> linear embedding -> one linear head per task."""
+    """Backbone features -> dropout -> linear embedding -> one linear head per task.
+
+    ``feature_heads`` (task -> (classes, hidden)) are heads that read the backbone features
+    instead: a hidden layer sees what the embedding, trained for the art tasks, dropped (the
+    ``domain`` head tells photographs from paintings this way)."""
 
     def __init__(self, backbone: Backbone, tasks: dict[str, int], embedding_dim: int = 256,
-                 dropout: float = 0.2) -> None:
+                 dropout: float = 0.2,
+                 feature_heads: dict[str, tuple[int, int]] | None = None) -> None:
         super().__init__()
         self.backbone = backbone.module
         self.stem = backbone.stem
@@ -177,6 +183,9 @@ class MultiTaskNet(nn.Module):
         self.embed = nn.Sequential(nn.Dropout(dropout),
                                    nn.Linear(backbone.num_features, embedding_dim))
         self.heads = nn.ModuleDict({t: nn.Linear(embedding_dim, c) for t, c in tasks.items()})
+        self.feature_heads = nn.ModuleDict({
+            t: FeatureHead(backbone.num_features, c, hidden)
+            for t, (c, hidden) in (feature_heads or {}).items()})
 
     def normalize(self, images: torch.Tensor) -> torch.Tensor:
         """uint8 or [0, 255] float ``[N, 3, H, W]`` -> the backbone's normalized input."""
@@ -186,6 +195,7 @@ class MultiTaskNet(nn.Module):
         emb = self.embed(features)
         out = {"embedding": emb}
         out.update({t: head(emb) for t, head in self.heads.items()})
+        out.update({t: head(features) for t, head in self.feature_heads.items()})
         return out
 
     def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -193,7 +203,32 @@ class MultiTaskNet(nn.Module):
         return self.from_features(self.backbone(self.normalize(images)))
 
 
+class FeatureHead(nn.Module):
+    """A linear map and one hidden ReLU layer, both on the backbone features, their logits
+    summed: two heads fitted apart and averaged as log-probabilities (a product of experts),
+    which flagged more validation non-artworks than either alone (docs/model-trust.md). Any
+    input scaling is folded into the first layers, so the graph needs no extra op."""
+
+    def __init__(self, features: int, classes: int, hidden: int) -> None:
+        super().__init__()
+        self.linear = nn.Linear(features, classes)
+        self.hidden = nn.Sequential(nn.Linear(features, hidden), nn.ReLU(),
+                                    nn.Linear(hidden, classes))
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.linear(features) + self.hidden(features)
+
+
+def head_layout(tasks: list[dict]) -> tuple[dict[str, int], dict[str, tuple[int, int]]]:
+    """Config or manifest task dicts -> (linear heads on the embedding, feature heads):
+    a task with ``hidden`` units reads the backbone features."""
+    linear = {t["name"]: len(t["labels"]) for t in tasks if not t.get("hidden")}
+    deep = {t["name"]: (len(t["labels"]), int(t["hidden"])) for t in tasks if t.get("hidden")}
+    return linear, deep
+
+
 def build_model(backbone: str, tasks: dict[str, int], embedding_dim: int = 256,
-                pretrained: bool = True, weights: str | None = None) -> MultiTaskNet:
+                pretrained: bool = True, weights: str | None = None,
+                feature_heads: dict[str, tuple[int, int]] | None = None) -> MultiTaskNet:
     bb = BACKBONES.create(backbone, pretrained=pretrained, weights=weights)
-    return MultiTaskNet(bb, tasks, embedding_dim)
+    return MultiTaskNet(bb, tasks, embedding_dim, feature_heads=feature_heads)
