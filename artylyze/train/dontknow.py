@@ -1,8 +1,12 @@
 """Model v5 from the v4 bundle: the same network plus what lets it say "I don't know".
 
-- a ``domain`` head (artwork, photograph, document, object, blank) on the shared embedding,
-  so tagging cost stays flat. Trained on the paintings of wikiart11 + styles7 (artwork), the
-  ``notart`` set and generated cases (:mod:`artylyze.train.synthetic`). Its calibration
+- a ``domain`` head (artwork, photograph, document, object, blank): one hidden layer of
+  ``DOMAIN_HIDDEN`` units on the backbone features the other heads' embedding is made from,
+  so tagging cost stays flat (a linear head on the embedding, v5's first try, passed a third
+  of the test photographs as paintings: the embedding keeps what tells styles apart, not
+  what tells a camera from a brush). Trained on the paintings of wikiart11 + styles7
+  (artwork), the ``notart`` set and generated cases (:mod:`artylyze.train.synthetic`). Its
+  calibration
   adds a bias to ``artwork`` so that at most ``MAX_FLAGGED`` of the validation paintings are
   flagged: an image is "not an artwork" exactly when ``domain != artwork``.
 - the artist head again, with one more class, ``another artist``, learnt from wikiart11's
@@ -44,12 +48,15 @@ from artylyze.train import feature_cache as fc
 from artylyze.train.calibrate import CALIBRATION_FILE, fit_scaling, scale
 from artylyze.train.checkpoint import save_checkpoint
 from artylyze.train.from_bundle import recover
+from artylyze.train.models import FeatureHead
 
 ARTIST_MIN = 30  # works per artist for a class of their own (as ``dataset build``)
 DOMAINS = (ARTWORK, "blank", "document", "object", "photograph")
 PAINTINGS = ("wikiart11", "styles7")
 NOT_ART = ("notart", "synthetic")
-MAX_FLAGGED = 0.006  # validation paintings the domain head may call something else
+MAX_FLAGGED = 0.008  # validation paintings the domain head may flag (the bar: 1% on test)
+DOMAIN_HIDDEN = 128
+AUGMENTED = ("notart", 6)  # training views per image: feature_cache --augment 6 notart:train
 REFERENCE_FILE = "reference.npz"
 REFERENCE_SIZE = 4096  # training paintings in the novelty reference set (float16: 2 MB)
 NOVELTY_K = 10
@@ -103,8 +110,40 @@ def fit_linear(x: torch.Tensor, y: torch.Tensor, classes: int, init: nn.Linear |
     return head.eval()
 
 
+def fit_feature_head(features: np.ndarray, y: np.ndarray, classes: int,
+                     hidden: int = DOMAIN_HIDDEN, steps: int = 600,
+                     seed: int = 0) -> FeatureHead:
+    """Both branches of a :class:`FeatureHead`, fitted apart by full-batch AdamW on
+    class-balanced cross-entropy: the linear one lightly regularized for ``steps * 4 / 3``
+    steps, the hidden layer with input dropout and weight decay. They learn on standardized
+    features (2,688 of very different scales); the standardization is then folded into their
+    first layers, so the head takes the raw features as the graph gives them."""
+    mu, sd = features.mean(0), features.std(0) + 1e-6
+    x = torch.from_numpy((features - mu) / sd).float()
+    yt = torch.from_numpy(y)
+    counts = torch.bincount(yt, minlength=classes).float()
+    weight = torch.where(counts > 0, len(y) / (classes * counts.clamp_min(1)), 0.0)
+    torch.manual_seed(seed)
+    head = FeatureHead(features.shape[1], classes, hidden)
+    for branch, n, lr, decay, drop in ((head.linear, steps * 4 // 3, 5e-3, 1e-4, 0.0),
+                                       (head.hidden, steps, 3e-3, 1e-2, 0.2)):
+        opt = torch.optim.AdamW(branch.parameters(), lr=lr, weight_decay=decay)
+        dropout = nn.Dropout(drop)
+        for _ in range(n):
+            opt.zero_grad()
+            nn.functional.cross_entropy(branch(dropout(x)), yt, weight=weight).backward()
+            opt.step()
+    inv = torch.from_numpy(1.0 / sd).float()
+    shift = torch.from_numpy(mu).float() * inv
+    with torch.no_grad():
+        for first in (head.linear, head.hidden[0]):
+            first.bias -= first.weight @ shift
+            first.weight *= inv
+    return head.eval()
+
+
 @torch.no_grad()
-def probs(head: nn.Linear, x: torch.Tensor) -> np.ndarray:
+def probs(head: nn.Module, x: torch.Tensor) -> np.ndarray:
     return head(x).softmax(1).numpy().astype(np.float64)
 
 
@@ -158,19 +197,27 @@ class Data:
         return str(self.synthetic) if ds == "synthetic" else ds
 
     def split(self, ds: str, split: str) -> tuple[pd.DataFrame, torch.Tensor]:
-        name = self.name(ds)
-        return labels_of(name, split), embed(self.model, fc.load(self.cache, name, split))
+        df, features = self.features(ds, split)
+        return df, embed(self.model, features)
 
-    def domain_set(self, split: str) -> tuple[torch.Tensor, np.ndarray, np.ndarray]:
-        """Embeddings, domain codes and "is a painting" for one split of every source."""
+    def features(self, ds: str, split: str) -> tuple[pd.DataFrame, np.ndarray]:
+        name = self.name(ds)
+        return labels_of(name, split), fc.load(self.cache, name, split)
+
+    def domain_set(self, split: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Backbone features, domain codes and "is a painting" for one split of every
+        source; for training, the cached random views of the ``AUGMENTED`` source too."""
         xs, ys = [], []
         for ds in (*PAINTINGS, *NOT_ART):
-            df, x = self.split(ds, split)
+            df, x = self.features(ds, split)
             cats = df["category"] if ds in NOT_ART else pd.Series([ARTWORK] * len(df))
             xs.append(x)
             ys.append(cats.map(DOMAINS.index).to_numpy())
+            if split == "train" and ds == AUGMENTED[0]:
+                xs.append(fc.load(self.cache, self.name(ds), split, AUGMENTED[1]))
+                ys.append(np.repeat(ys[-1], AUGMENTED[1]))
         y = np.concatenate(ys)
-        return torch.cat(xs), y, y == 0
+        return np.concatenate(xs), y, y == 0
 
 
 def build(bundle: str, cache: Path, out: Path, synthetic: Path,
@@ -209,8 +256,9 @@ def build(bundle: str, cache: Path, out: Path, synthetic: Path,
         f"val accuracy on known artists {known_acc:.3f} (v4 {v4_acc:.3f})")
 
     xd, yd, _ = data.domain_set("train")
-    domain = fit_linear(xd, torch.from_numpy(yd), len(DOMAINS))
+    domain = fit_feature_head(xd, yd, len(DOMAINS))
     xdv, ydv, painting = data.domain_set("val")
+    xdv = torch.from_numpy(xdv)
     t_d, b_d = fit_scaling(probs(domain, xdv), ydv)
     shift = artwork_shift(scale(probs(domain, xdv), t_d, b_d), painting)
     b_d = [round(b + (shift if i == 0 else 0.0), 4) for i, b in enumerate(b_d)]
@@ -220,14 +268,13 @@ def build(bundle: str, cache: Path, out: Path, synthetic: Path,
         f"{flagged[painting].mean():.4f}, not-art flagged {flagged[~painting].mean():.3f}")
 
     model.heads["artist"] = artist
-    model.heads[DOMAIN_TASK] = domain
-    tasks = [t.to_dict() for t in manifest.tasks]
+    tasks = [t.to_dict() for t in manifest.tasks if t.name != DOMAIN_TASK]
     for t in tasks:
         if t["name"] == "artist":
             t["labels"] = artist_names
-    tasks.append({"name": DOMAIN_TASK, "labels": list(DOMAINS)})
-    heads = nn.ModuleDict({t["name"]: model.heads[t["name"]] for t in tasks})
-    model.heads = heads
+    model.heads = nn.ModuleDict({t["name"]: model.heads[t["name"]] for t in tasks})
+    model.feature_heads = nn.ModuleDict({DOMAIN_TASK: domain})
+    tasks.append({"name": DOMAIN_TASK, "labels": list(DOMAINS), "hidden": DOMAIN_HIDDEN})
 
     save_checkpoint(out, model, config(manifest, tasks, test_artist))  # replaces the whole folder
     reference = reference_set(data, REFERENCE_SIZE)
@@ -273,12 +320,12 @@ def config(manifest, tasks: list[dict], artist: dict[str, Any]) -> dict[str, Any
     if metrics.get("tasks"):
         metrics["tasks"] = {**metrics["tasks"], "artist": artist}
     return {
-        "name": manifest.name.replace("-texture", "-texture-v5"),
+        "name": manifest.name.replace("-texture", "-texture-v6"),
         "backbone": manifest.backbone, "tasks": tasks,
         "embedding_dim": manifest.embedding_dim, "input_size": manifest.input_size,
         "resize": manifest.resize,
         "data": {**(manifest.extra.get("training") or {}),
-                 "v5": {"from": manifest.model_id, "domain_sources": [*PAINTINGS, *NOT_ART],
+                 "v6": {"from": manifest.model_id, "domain_sources": [*PAINTINGS, *NOT_ART],
                         "artist_min": ARTIST_MIN}},
         "metrics": metrics or None,
     }
