@@ -23,6 +23,13 @@ def test_the_shipped_bundle_recovers_from_its_graph(wikiart, tmp_path):
     model = recover(DEFAULT_BUNDLE_DIR)
     # float32 with batch norms folded in another order: agreement to rounding, not bits
     np.testing.assert_allclose(predict(model, images)["embedding"], graph, atol=2e-4)
+    # the domain head reads the backbone features, not the embedding: it comes back too
+    # (the graph's probabilities are calibrated: logits / T + bias, then softmax)
+    cal = bundle.manifest.calibration
+    with torch.no_grad():
+        logits = model(to_tensor(images))["domain"] / cal["temperature"]["domain"]
+        p = (logits + torch.tensor(cal["bias"]["domain"])).softmax(1).numpy()
+    np.testing.assert_allclose(p, bundle.run(images)["domain"], atol=1e-3)
 
     # the saved backbone loads into a fresh network of the bundle's backbone by name
     weights = save_backbone(DEFAULT_BUNDLE_DIR, tmp_path / "backbone.safetensors")
