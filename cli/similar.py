@@ -44,10 +44,21 @@ def _text(value: Any):
     return Text(printable("" if value is None else value))
 
 
+def _title(answer: dict[str, Any], what: str):
+    """A table's title: the query, and on a second line whether it is not an artwork."""
+    from artylyze.index.search import not_artwork
+
+    title = _text(f"{answer['query']} {what}")
+    notice = not_artwork(answer.get("estimated") or {})
+    if notice:
+        title.append(f"\n{notice}", style="bold yellow")
+    return title
+
+
 def _results_table(answer: dict[str, Any]):
     from rich.table import Table
 
-    table = Table(title=_text(f"{answer['query']} ({answer['source']})"), title_justify="left")
+    table = Table(title=_title(answer, f"({answer['source']})"), title_justify="left")
     for col in ("#", "score", "title", "artist", "year", "style", "genre", "path"):
         table.add_column(col, overflow="fold")
     for r in answer["results"]:
@@ -107,7 +118,7 @@ def similar(
 def _influence_tables(result: dict[str, Any]):
     from rich.table import Table
 
-    preds = Table(title=_text(f"{result['query']}: predicted labels"), title_justify="left")
+    preds = Table(title=_title(result, "- predicted labels"), title_justify="left")
     preds.add_column("task")
     preds.add_column("labels (probability)")
     for task, top in result["predicted"].items():

@@ -29,7 +29,8 @@ PASSTHROUGH = ("split", "record_id")
 THEME_FIELDS = ("style", "genre", "artist", "nationality", "period")
 #: Predicted columns an index keeps beside the labels (``year`` is the file name's year there).
 PREDICTED_EXTRAS = {"year_estimate": pa.int32(), "year_low": pa.int32(),
-                    "year_high": pa.int32(), "novelty": pa.float32()}
+                    "year_high": pa.int32(), "novelty": pa.float32(),
+                    "domain": pa.string(), "domain_score": pa.float32()}
 
 
 @dataclass(frozen=True)
@@ -231,7 +232,7 @@ def entry_rows(ok: pa.Table, tasks: tuple[str, ...], names: FileNames = DEFAULT)
         cols[task] = ok.column(task).combine_chunks().cast(pa.string())
         if f"{task}_score" in ok.column_names:
             cols[f"{task}_score"] = ok.column(f"{task}_score").combine_chunks().cast(pa.float32())
-    for name, typ in PREDICTED_EXTRAS.items():  # Model v2: the date estimate and novelty
+    for name, typ in PREDICTED_EXTRAS.items():  # date estimate, novelty, domain
         source_name = "year" if name == "year_estimate" else name
         if source_name in ok.column_names:
             cols[name] = ok.column(source_name).combine_chunks().cast(typ)

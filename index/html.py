@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from artylyze.atomic import atomic_write
+from artylyze.index.search import not_artwork
 from artylyze.index.thumbs import data_uri, row_thumbnail, thumbnail
 
 if TYPE_CHECKING:
@@ -29,6 +30,7 @@ figcaption{color:#555;font-size:14px;max-width:70em}
  background:#f1f1f1}
 .bar span{position:absolute;left:0;top:0;bottom:0;background:#c9d8ec;z-index:-1}
 .muted{color:#777}
+.notice{display:block;margin:3px 0;color:#8a4b00;background:#fff3d6;padding:2px 6px}
 table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:3px 8px;text-align:left}
 """
 
@@ -74,9 +76,11 @@ def similar_page(answers: list[dict[str, Any]], index: IndexDir,
         qthumb = data_uri(qimg)
         preds = [f"{esc(t)}: {esc(str(p[0]['label']).replace('_', ' '))}"
                  for t, p in answer.get("predicted", {}).items() if p]
+        notice = not_artwork(answer.get("estimated") or {})
         qcard = _card(qthumb, [f"<b>{esc(answer['query'])}</b>",
-                               f"<span class=\"muted\">{esc(answer['source'])}</span>", *preds],
-                      answer["query"])
+                               f"<span class=\"muted\">{esc(answer['source'])}</span>",
+                               *([f'<span class="notice">{esc(notice)}</span>'] if notice else []),
+                               *preds], answer["query"])
         cards = []
         for r in answer["results"]:
             src = data_uri(row_thumbnail(index, r["id"], thumb))

@@ -22,6 +22,7 @@ from artylyze.index.faiss_index import reconstruct, search
 from artylyze.index.filenames import FileNames
 from artylyze.index.store import DEFAULT_GALLERY_DIR, IndexDir, load_index_dir
 from artylyze.model.bundle import DEFAULT_BUNDLE_DIR, Bundle, BundleError, load_bundle, sha256_file
+from artylyze.model.manifest import ARTWORK
 from artylyze.store import YEAR_COLUMNS, build_row
 
 if TYPE_CHECKING:
@@ -51,6 +52,22 @@ class Query:
 
 
 
+#: Index columns -> the ``estimated`` keys queries and pages report them under.
+ESTIMATES = {"year_estimate": "year", "year_low": "year_low", "year_high": "year_high",
+             "novelty": "novelty", "domain": "domain", "domain_score": "domain_score"}
+
+
+def not_artwork(estimated: dict[str, Any]) -> str | None:
+    """The sentence pages and tables show when the model says an image is not an artwork
+    (``domain`` other than ``artwork``); None otherwise or when the bundle has no domain."""
+    domain = estimated.get("domain")
+    if domain is None or domain == ARTWORK:
+        return None
+    score = estimated.get("domain_score")
+    sure = f" ({score:.0%})" if isinstance(score, float) else ""
+    return f"Not an artwork: looks like a {domain}{sure}. No label is confident."
+
+
 def describe(p: Prediction) -> tuple[dict[str, list[dict[str, Any]]], dict[str, Any]]:
     """A prediction as queries report it: the top labels per task, and the estimates
     (year with its interval, novelty, confident flags) where the bundle gives them. Read
@@ -61,6 +78,9 @@ def describe(p: Prediction) -> tuple[dict[str, list[dict[str, Any]]], dict[str, 
     estimated: dict[str, Any] = {k: row[k] for k in YEAR_COLUMNS if row.get(k) is not None}
     if row["novelty"] is not None:
         estimated["novelty"] = round(row["novelty"], 4)
+    if row.get("domain") is not None:
+        estimated["domain"] = row["domain"]
+        estimated["domain_score"] = round(row["domain_score"], 4)
     confident = {t: row[f"{t}_confident"] for t in p.top if f"{t}_confident" in row}
     if confident:
         estimated["confident"] = confident
@@ -195,9 +215,7 @@ class Gallery:
         return preds
 
     def _stored_estimates(self, row: int) -> dict[str, Any]:
-        names = {"year_estimate": "year", "year_low": "year_low", "year_high": "year_high",
-                 "novelty": "novelty"}
-        out = {key: self.column(col)[row] for col, key in names.items()
+        out = {key: self.column(col)[row] for col, key in ESTIMATES.items()
                if self.column(col)[row] is not None}
         flags = {t: self.column(f"{t}_confident")[row]
                  for t in self.index.manifest.tasks

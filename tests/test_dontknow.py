@@ -172,3 +172,46 @@ def test_the_shipped_bundle_says_what_it_learnt() -> None:
     assert novelty["file"] == "reference.npz"
     assert not any(isinstance(v, list) for v in novelty.values())
     assert len(json.dumps(m.to_dict())) < 100_000
+
+
+def test_similar_and_its_page_say_when_a_query_is_not_an_artwork(tmp_path: Path) -> None:
+    """`similar` against the shipped gallery: a typed document gets the notice in the table
+    and on the HTML page; an example painting does not."""
+    from typer.testing import CliRunner
+
+    from artylyze.cli.main import app
+
+    df = pd.read_csv(NOTART / "labels.csv")
+    doc = NOTART / "images" / df[(df["split"] == "test") & (df["category"] == "document")][
+        "path"].iloc[0]
+    painting = REPO / "examples" / "marc-chagall_red-jew-1915.jpg"
+    page = tmp_path / "similar.html"
+    result = CliRunner().invoke(app, ["similar", str(doc), str(painting), "-k", "3",
+                                      "--html", str(page)])
+    assert result.exit_code == 0, result.output
+    tables = result.output.split(painting.name)
+    assert "Not an artwork: looks like a document" in tables[0]
+    assert "Not an artwork" not in tables[1]
+    html = page.read_text()
+    assert html.count('class="notice"') == 1 and "looks like a document" in html
+
+    as_json = CliRunner().invoke(app, ["similar", str(doc), "-k", "1", "--json"])
+    assert json.loads(as_json.stdout)[0]["estimated"]["domain"] == "document"
+
+
+def test_an_index_keeps_what_each_image_is(tmp_path: Path) -> None:
+    """Index entries carry `domain` and `domain_score`, so pages built from an index (report,
+    serve's browser, similar from stored rows) can say a work is not an artwork."""
+    from artylyze.index.search import Gallery, not_artwork
+
+    gallery = Gallery.open(None)
+    try:
+        assert {"domain", "domain_score"} <= set(gallery.index.rows.column_names)
+        domains = gallery.column("domain")
+        row = next(i for i, d in enumerate(domains) if d != ARTWORK)
+        notice = not_artwork(gallery.stored_query(row).estimated)
+        assert notice and f"looks like a {domains[row]}" in notice
+        first = next(i for i, d in enumerate(domains) if d == ARTWORK)
+        assert not_artwork(gallery.stored_query(first).estimated) is None
+    finally:
+        gallery.close()

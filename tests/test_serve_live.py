@@ -16,6 +16,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
+from conftest import DATA
 from serve_support import EXAMPLE, real_collection, serve_process
 
 from artylyze.serve.errors import ServeConfigError
@@ -25,6 +26,7 @@ from artylyze.serve.server import is_loopback, uvicorn_settings
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu",
                   "--disable-background-networking", "--disable-component-update",
                   "--disable-sync", "--no-first-run"]
+NOT_ART = DATA / "notart" / "images" / "document" / "sroie-0001.jpg"  # a typed receipt
 LOADED = """() => { const imgs = [...document.querySelectorAll('#similar .card img')];
   return imgs.length === 10 && imgs.every(i => i.complete && i.naturalWidth > 0); }"""
 
@@ -195,6 +197,18 @@ def test_upload_a_painting_and_see_its_labels_and_ten_similar_works(page, server
     assert page.locator("#influences .bar-row").count() >= 1
     titles = page.locator("#similar .card .title").all_text_contents()
     assert len(titles) == 10 and all(titles)
+    assert page.locator("#labels .notice").count() == 0  # a painting is an artwork
+    assert page.problems == []
+
+
+def test_upload_a_document_and_read_that_it_is_not_an_artwork(page, server) -> None:
+    page.goto(server[0] + "/")
+    page.set_input_files("#file", str(NOT_ART))
+    page.wait_for_function(LOADED, timeout=120_000)
+    notice = page.locator("#labels .notice")
+    assert notice.is_visible()
+    assert notice.text_content().startswith("Not an artwork: looks like a document")
+    assert page.locator("#labels .badge.ok").count() == 0  # and nothing claims confidence
     assert page.problems == []
 
 

@@ -21,7 +21,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from artylyze.index.entries import TRUE_PREFIX, parquet_files, schema_metadata
-from artylyze.index.search import Gallery
+from artylyze.index.search import ESTIMATES, Gallery
 from artylyze.serve.errors import BadRequest, NotFound, ServeConfigError
 from artylyze.serve.files import work_file
 
@@ -29,8 +29,6 @@ from artylyze.serve.files import work_file
 SORTS = {"id": ("row", True), "title": ("title", True), "artist": ("artist", True),
          "year": ("year", True), "novelty": ("novelty", False),
          "confidence": ("score", True)}
-ESTIMATES = {"year_estimate": "year", "year_low": "year_low", "year_high": "year_high",
-             "novelty": "novelty"}
 META_DETAIL = ("width", "height", "tagged_at")
 MAX_ID_DIGITS = 18  # a work id is a row number: ASCII digits, at most this many
 

@@ -59,6 +59,11 @@ function badge(confident) {
 // human: {task: {label, reviewer, at}}, what people said (a person's label wins)
 function labelsView(predicted, estimated = {}, recorded = {}, human = {}) {
   const box = el("div");
+  if (estimated.domain && estimated.domain !== "artwork") {  // the model's "not an artwork"
+    const sure = estimated.domain_score == null ? "" : ` (${Math.round(estimated.domain_score * 100)}%)`;
+    box.append(el("p", { class: "notice" },
+      `Not an artwork: looks like a ${estimated.domain}${sure}. No label is confident.`));
+  }
   for (const [task, value] of Object.entries(predicted)) {
     const top = Array.isArray(value) ? value : [value];
     const flag = estimated.confident?.[task] ?? (Array.isArray(value) ? null : value.confident);
