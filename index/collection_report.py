@@ -9,6 +9,7 @@ mixed membership, each with its influences and its nearest works of other styles
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,7 @@ from artylyze.index.search import DISPLAY_FIELDS, Gallery
 from artylyze.index.store import MANIFEST_FILE
 from artylyze.index.themes import pretty
 from artylyze.index.thumbs import data_uri, locate, row_thumbnail, thumbnail
+from artylyze.model.manifest import ARTWORK
 
 CASES = 6
 NEIGHBOURS = 4
@@ -158,7 +160,29 @@ def _intro(coll: Collection, sources: dict[str, str]) -> str:
     labels = ", ".join(f"{esc(f)}: {esc(s)}" for f, s in sources.items())
     return (f"<p>{coll.works:,} works: {where}. Model <code>{esc(man.model_id)}</code>; "
             f"{coll.index.clusters.gmm.k} clusters (Gaussian mixture). Labels: {labels}."
-            f"{_copies_note(coll)}</p>")
+            f"{_copies_note(coll)}{_domain_note(coll)}</p>")
+
+
+def domain_note(domains: list[str | None]) -> str:
+    """How many works the model takes for something other than an artwork (their labels
+    stay in the counts: a report shows what the collection holds, not what to trust)."""
+    other = Counter(d for d in domains if d is not None and d != ARTWORK)
+    if not other:
+        return ""
+    kinds = ", ".join(f"{kind} {n:,}" for kind, n in other.most_common())
+    n = sum(other.values())
+    return (f"The model takes {n:,} {'work' if n == 1 else 'works'} for something other than "
+            f"an artwork ({kinds}); none of their predicted labels is confident.")
+
+
+def _domain_note(coll: Collection) -> str:
+    rows = coll.entries.rows
+    if "domain" not in rows.column_names:
+        return ""
+    domains = [d for d, k in zip(rows.column("domain").to_pylist(), coll.counted, strict=True)
+               if k]
+    note = domain_note(domains)
+    return f' <span class="domains">{esc(note)}</span>' if note else ""
 
 
 def copies_note(folded: int, files: int, groups: bool) -> str:

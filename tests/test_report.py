@@ -5,6 +5,7 @@ broken image and no console message, and clear refusals."""
 from __future__ import annotations
 
 import csv
+import re
 import shutil
 from pathlib import Path
 
@@ -30,7 +31,12 @@ from artylyze.index.collection import (
     mean_membership,
     ordered,
 )
-from artylyze.index.collection_report import ReportError, collection_report, copies_note
+from artylyze.index.collection_report import (
+    ReportError,
+    collection_report,
+    copies_note,
+    domain_note,
+)
 from artylyze.index.errors import ModelMismatchError
 from artylyze.index.store import DEFAULT_GALLERY_DIR
 
@@ -122,6 +128,16 @@ def test_report_on_the_shipped_gallery(tmp_path):
     assert result.exit_code == 0, result.output
     html = _check_page(tmp_path / "g")
     assert html.count('class="case"') == 6
+    # the gallery's rows say what v6 takes each scan for: a few paintings pass as photographs
+    note = re.search(r'<span class="domains">([^<]*)</span>', html)
+    assert note and "for something other than an artwork (photograph" in note.group(1)
+
+
+def test_the_domain_note_counts_what_is_not_an_artwork():
+    assert domain_note(["artwork", None, "artwork"]) == ""
+    assert domain_note(["photograph", "artwork", "document", "photograph"]) == (
+        "The model takes 3 works for something other than an artwork (photograph 2, "
+        "document 1); none of their predicted labels is confident.")
 
 
 def _section_html(html: str, anchor: str) -> str:
