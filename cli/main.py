@@ -78,3 +78,7 @@ app.command("duplicates")(duplicates.duplicates)
 
 def main() -> None:
     app()
+
+
+if __name__ == "__main__":
+    main()
