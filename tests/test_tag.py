@@ -419,11 +419,12 @@ def test_threads_default_to_all_cores_and_stop_spinning_when_shared(
         assert (bundle.threads, bundle.spin, bundle._session) == (None, True, None)  # as given
 
 
-def test_python_dash_m_artylyze_is_the_same_command_line() -> None:
-    """`python -m artylyze` (cron jobs, another venv's interpreter) answers as `artylyze`."""
+def test_python_dash_m_is_the_same_command_line() -> None:
+    """`python -m artylyze.cli.main` (cron jobs, another venv's interpreter) answers as
+    `artylyze`."""
     import subprocess
     import sys
 
-    done = subprocess.run([sys.executable, "-m", "artylyze", "tag", "--help"],
+    done = subprocess.run([sys.executable, "-m", "artylyze.cli.main", "tag", "--help"],
                           capture_output=True, text=True, check=True)
     assert "--out" in done.stdout and "Usage:" in done.stdout
