@@ -47,6 +47,7 @@ from artylyze.model.manifest import ARTWORK, DOMAIN_TASK, OTHER_ARTIST
 from artylyze.train import feature_cache as fc
 from artylyze.train.calibrate import CALIBRATION_FILE, fit_scaling, scale
 from artylyze.train.checkpoint import save_checkpoint
+from artylyze.train.data import class_weights
 from artylyze.train.from_bundle import recover
 from artylyze.train.models import FeatureHead
 
@@ -99,8 +100,7 @@ def fit_linear(x: torch.Tensor, y: torch.Tensor, classes: int, init: nn.Linear |
             head.bias[:n] = init.bias
             head.weight[n:] = 0.0
             head.bias[n:] = init.bias.mean()
-    counts = torch.bincount(y, minlength=classes).float()
-    weight = torch.where(counts > 0, len(y) / (classes * counts.clamp_min(1)), 0.0)
+    weight = torch.from_numpy(class_weights(y.numpy(), classes))
     opt = torch.optim.Adam(head.parameters(), lr=lr, weight_decay=weight_decay)
     for _ in range(steps):
         opt.zero_grad()
@@ -121,8 +121,7 @@ def fit_feature_head(features: np.ndarray, y: np.ndarray, classes: int,
     mu, sd = features.mean(0), features.std(0) + 1e-6
     x = torch.from_numpy((features - mu) / sd).float()
     yt = torch.from_numpy(y)
-    counts = torch.bincount(yt, minlength=classes).float()
-    weight = torch.where(counts > 0, len(y) / (classes * counts.clamp_min(1)), 0.0)
+    weight = torch.from_numpy(class_weights(y, classes))
     torch.manual_seed(seed)
     head = FeatureHead(features.shape[1], classes, hidden)
     for branch, n, lr, decay, drop in ((head.linear, steps * 4 // 3, 5e-3, 1e-4, 0.0),
