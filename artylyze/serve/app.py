@@ -11,7 +11,6 @@ happen before anything else sees the bytes.
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from importlib import resources
 from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, FastAPI, Query, Request
@@ -27,6 +26,7 @@ from artylyze.serve.errors import BadRequest, NotFound, ServeError
 from artylyze.serve.files import open_image
 from artylyze.serve.jsonbody import parse_json
 from artylyze.serve.middleware import AccessLog, SecurityHeaders
+from artylyze.serve.pages import add_page
 from artylyze.serve.review_api import add_review
 from artylyze.serve.service import Service
 from artylyze.serve.uploads import Upload, check_length, read_body, read_upload
@@ -36,8 +36,6 @@ log = logging.getLogger("artylyze.serve")
 MAX_JSON = 16 * 1024
 STATIC = {"app.js": "text/javascript; charset=utf-8", "app.css": "text/css; charset=utf-8",
           "favicon.svg": "image/svg+xml"}
-PAGE_CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' blob:; "
-            "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
 DUPLICATES_CSP = ("default-src 'none'; style-src 'unsafe-inline'; img-src data:; "
                   "base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
 CACHE_PICTURE = {"Cache-Control": "public, max-age=86400"}
@@ -58,10 +56,6 @@ ERRORS = {status: {"description": text, "content": {"application/json": {"exampl
               (422, "bad_image", "truncated, corrupt, too many pixels, or a bad parameter"),
               (503, "busy", "too many uploads in progress, or past the deadline; "
                             "see Retry-After"))}
-
-
-def _static(name: str) -> bytes:
-    return (resources.files("artylyze.serve") / "static" / name).read_bytes()
 
 
 def create_app(service: Service) -> FastAPI:
@@ -210,13 +204,7 @@ def _api(service: Service) -> APIRouter:
 
 def _page(app: FastAPI, service: Service) -> None:
     """The web page: three fixed files from the package, nothing looked up by path."""
-    files = {name: (_static(name), media_type) for name, media_type in STATIC.items()}
-    index = _static("index.html")
-
-    @app.get("/", include_in_schema=False)
-    def page() -> Response:
-        return Response(index, media_type="text/html; charset=utf-8",
-                        headers={"Content-Security-Policy": PAGE_CSP})
+    add_page(app, "/", "index.html", "/static", STATIC, "static file")
 
     @app.get("/duplicates", include_in_schema=False)
     def duplicates() -> Response:  # server-made HTML: inline style and images, no script
@@ -224,13 +212,6 @@ def _page(app: FastAPI, service: Service) -> None:
 
         return Response(duplicates_page(service), media_type="text/html; charset=utf-8",
                         headers={"Content-Security-Policy": DUPLICATES_CSP})
-
-    @app.get("/static/{name}", include_in_schema=False)
-    def static(name: str) -> Response:
-        if name not in files:
-            raise NotFound(f"no static file {name[:80]!r}")
-        data, media_type = files[name]
-        return Response(data, media_type=media_type, headers={"Cache-Control": "no-cache"})
 
 
 def _error_handlers(app: FastAPI) -> None:

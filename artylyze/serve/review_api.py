@@ -10,20 +10,17 @@ the checks a write passes.
 from __future__ import annotations
 
 import json
-from importlib import resources
 from typing import Annotated, Any
 
 from fastapi import APIRouter, FastAPI, Query, Request
-from fastapi.responses import Response
 
 from artylyze.serve.errors import BadRequest, NotFound, TooLarge
+from artylyze.serve.pages import add_page
 from artylyze.serve.review import MAX_BODY, QUEUE_MAX, ReviewDesk
 from artylyze.serve.uploads import read_body
 
 PAGE_FILES = {"review.js": "text/javascript; charset=utf-8",
               "review.css": "text/css; charset=utf-8"}
-PAGE_CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' blob:; "
-            "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
 
 
 def _desk(service: Any) -> ReviewDesk:
@@ -36,7 +33,7 @@ def _desk(service: Any) -> ReviewDesk:
 def add_review(app: FastAPI, service: Any) -> None:
     """The review API under ``/v1`` and the page at ``/review``."""
     app.include_router(_api(service), prefix="/v1")
-    _page(app)
+    add_page(app, "/review", "review.html", "/review", PAGE_FILES, "review file")
 
 
 def _api(service: Any) -> APIRouter:
@@ -99,21 +96,3 @@ def work_json(service: Any, desk: ReviewDesk, row: int) -> dict[str, Any]:
     out = service.catalog.detail(row)
     out["human"] = desk.answers(row)
     return out
-
-
-def _page(app: FastAPI) -> None:
-    static = resources.files("artylyze.serve") / "static"
-    files = {name: ((static / name).read_bytes(), kind) for name, kind in PAGE_FILES.items()}
-    page = (static / "review.html").read_bytes()
-
-    @app.get("/review", include_in_schema=False)
-    def review_page() -> Response:
-        return Response(page, media_type="text/html; charset=utf-8",
-                        headers={"Content-Security-Policy": PAGE_CSP})
-
-    @app.get("/review/{name}", include_in_schema=False)
-    def review_static(name: str) -> Response:
-        if name not in files:
-            raise NotFound(f"no review file {name[:80]!r}")
-        data, kind = files[name]
-        return Response(data, media_type=kind, headers={"Cache-Control": "no-cache"})
