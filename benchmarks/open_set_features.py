@@ -29,6 +29,7 @@ from sklearn.decomposition import PCA
 from sklearn.metrics import roc_auc_score
 from torch import nn
 
+from artylyze.model.bundle import knn_novelty
 from artylyze.train import feature_cache as fc
 from artylyze.train.dontknow import PAINTINGS, labels_of
 
@@ -39,12 +40,6 @@ TASKS = ("style", "genre", "artist", "nationality")
 
 def unit(a: np.ndarray) -> np.ndarray:
     return a / np.linalg.norm(a, axis=1, keepdims=True)
-
-
-def knn(query: np.ndarray, reference: np.ndarray, k: int) -> np.ndarray:
-    """Mean cosine distance of unit ``query`` rows to their ``k`` nearest unit references."""
-    return np.concatenate([1 - np.sort(query[i:i + 512] @ reference.T, 1)[:, ::-1][:, :k].mean(1)
-                           for i in range(0, len(query), 512)])
 
 
 def mahalanobis(train: np.ndarray, codes: np.ndarray, test: np.ndarray) -> tuple[np.ndarray,
@@ -131,14 +126,14 @@ def main() -> None:
 
     u = unit(x)
     for k in (1, 10, 50):
-        score(f"kNN on unit features, k={k}", knn(u[te], u[tr], k))
+        score(f"kNN on unit features, k={k}", knn_novelty(u[te], u[tr], k))
     mu, sd = x[tr].mean(0), x[tr].std(0) + 1e-6
     z = (x - mu) / sd
     style = df["style"].to_numpy()
     for d in (64, 256, 512):
         pca = PCA(d, whiten=True, random_state=0).fit(z[tr])
         p = pca.transform(z)
-        score(f"kNN after PCA whitening to {d}, k=10", knn(unit(p)[te], unit(p)[ref], 10))
+        score(f"kNN after PCA whitening to {d}, k=10", knn_novelty(unit(p)[te], unit(p)[ref], 10))
         md, rmd = mahalanobis(p[tr], style[tr], p[te])
         score(f"Mahalanobis, class-conditional, PCA {d}", md)
         score(f"relative Mahalanobis, PCA {d}", rmd)
@@ -156,7 +151,7 @@ def main() -> None:
                        ("supcon", "supervised contrastive on style")):
         projected[kind] = unit(projection(xt, tr, codes, kind))
         score(f"kNN on a 128-d projection trained with {name}, k=10",
-              knn(projected[kind][te], projected[kind][ref], 10))
+              knn_novelty(projected[kind][te], projected[kind][ref], 10))
     if args.bundle:
         from artylyze.model.bundle import load_manifest
         from artylyze.train.from_bundle import recover
@@ -167,7 +162,7 @@ def main() -> None:
             logits = head(torch.from_numpy(x[te])) / cal["temperature"]["domain"]
             p_art = (logits + torch.tensor(cal["bias"]["domain"])).softmax(1)[:, 0].numpy()
         score("1 - p(artwork), the bundle's domain head", 1 - p_art)
-        near = knn(projected["tasks"][te], projected["tasks"][ref], 10)
+        near = knn_novelty(projected["tasks"][te], projected["tasks"][ref], 10)
         score("shipped: kNN (four-task projection) + (1 - p(artwork))", near + 1 - p_art)
     result = {"cache": str(args.cache), "held_out": list(HELD), "test_novel": int(novel.sum()),
               "test_known": int((~novel).sum()), "auroc": auroc,
