@@ -99,12 +99,17 @@ def first_per_family(truth: dict[str, str], n: int) -> dict[str, str]:
             for p, f in [kv for kv in truth.items() if kv[1] == family][:n]}
 
 
+def teach_by_cli(out: Path, labels: dict[str, str], tmp_path: Path) -> None:
+    """`artylyze teach OUT --task object_type --labels CSV` on ``labels``; must succeed."""
+    csv_file = write_labels(tmp_path / "labels.csv", labels)
+    r = runner.invoke(app, ["teach", str(out), "--task", "object_type", "--labels",
+                            str(csv_file), "-q"])
+    assert r.exit_code == 0, r.output
+
+
 def test_teach_writes_four_columns_with_builtin_types(tagged, tmp_path: Path) -> None:
     root, out, truth = tagged
-    labels = write_labels(tmp_path / "labels.csv", first_per_family(truth, 6))
-    r = runner.invoke(app, ["teach", str(out), "--task", "object_type", "--labels", str(labels),
-                            "-q"])
-    assert r.exit_code == 0, r.output
+    teach_by_cli(out, first_per_family(truth, 6), tmp_path)
     table = pq.read_table(out)
     schema = table.schema
     assert schema.field("object_type").type == pa.string()
@@ -309,10 +314,7 @@ def test_a_taught_task_reaches_the_outputs(tagged, tmp_path: Path) -> None:
     from artylyze.metadata.metafile import open_meta
 
     root, out, truth = tagged
-    labels = write_labels(tmp_path / "labels.csv", first_per_family(truth, 6))
-    r = runner.invoke(app, ["teach", str(out), "--task", "object_type", "--labels", str(labels),
-                            "-q"])
-    assert r.exit_code == 0, r.output
+    teach_by_cli(out, first_per_family(truth, 6), tmp_path)
     assert "object_type" in open_meta(out).tasks
     jsonl = tmp_path / "out.jsonl"
     r = runner.invoke(app, ["write", str(out), "--jsonl", str(jsonl), "--xmp",
